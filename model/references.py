@@ -1,0 +1,105 @@
+"""Reference images: load, check and crop them the way the model sees them.
+
+Every check runs before any model work and names the file, so a corrupt upload, a 50 MB photo or an
+animated GIF is refused with a sentence rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_REFERENCE_BYTES = 20 * 1024 * 1024  # 20 MB
+MAX_REFERENCE_PIXELS = 40_000_000  # 40 MP; larger is a decompression bomb for our purposes
+MIN_REFERENCE_SIDE = 8
+
+
+class ReferenceError(ValueError):
+    """A reference image that cannot be used; the message names the image."""
+
+
+def _name(src, label: str | None) -> str:
+    if label:
+        return label
+    if isinstance(src, (str, os.PathLike)):
+        return Path(src).name
+    return "the reference image"
+
+
+def load_reference_image(src, label: str | None = None, max_bytes: int = MAX_REFERENCE_BYTES, max_pixels: int = MAX_REFERENCE_PIXELS) -> Image.Image:
+    """Path / bytes / PIL image / array -> RGB PIL image, or ReferenceError saying what is wrong."""
+    name = _name(src, label)
+    if isinstance(src, Image.Image):
+        img = src
+    elif isinstance(src, np.ndarray):
+        arr = src
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, -1)
+        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            raise ReferenceError(f"{name}: an image array must be HxWx3 or HxWx4, got shape {tuple(src.shape)}")
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.min() >= 0 and arr.max() <= 1.0:
+                arr = (arr * 255).round()
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr)
+    else:
+        if isinstance(src, (bytes, bytearray)):
+            data, size = bytes(src), len(src)
+        else:
+            path = Path(src)
+            if not path.is_file():
+                raise ReferenceError(f"{name}: file not found")
+            size = path.stat().st_size
+            data = None
+        if size > max_bytes:
+            raise ReferenceError(f"{name}: the file is {size / 1e6:.1f} MB; reference images may be at most {max_bytes / 1e6:.0f} MB")
+        if size == 0:
+            raise ReferenceError(f"{name}: the file is empty")
+        try:
+            with Image.open(io.BytesIO(data) if data is not None else src) as probe:
+                probe.verify()  # catches truncated / corrupt files before decoding
+            img = Image.open(io.BytesIO(data) if data is not None else src)
+            if img.width * img.height > max_pixels:
+                raise ReferenceError(f"{name}: {img.width}x{img.height} pixels is too large (at most {max_pixels / 1e6:.0f} megapixels)")
+            if getattr(img, "is_animated", False) and getattr(img, "n_frames", 1) > 1:
+                raise ReferenceError(f"{name}: animated images ({img.n_frames} frames) are not supported; upload a still image")
+            img.load()
+        except ReferenceError:
+            raise
+        except Image.DecompressionBombError:
+            raise ReferenceError(f"{name}: the image is too large to decode safely") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ReferenceError(f"{name}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+    if img.width * img.height > max_pixels:
+        raise ReferenceError(f"{name}: {img.width}x{img.height} pixels is too large (at most {max_pixels / 1e6:.0f} megapixels)")
+    if min(img.width, img.height) < MIN_REFERENCE_SIDE:
+        raise ReferenceError(f"{name}: {img.width}x{img.height} is too small (at least {MIN_REFERENCE_SIDE} pixels a side)")
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "P"):
+        img = img.convert("RGBA")
+        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, img)
+    return img.convert("RGB")
+
+
+def crop_reference(image: Image.Image, size: int) -> Image.Image:
+    """What the model sees: the whole image padded to a square with its own border colour (so the
+    subject is never cut), then resized to `size` x `size`."""
+    arr = np.asarray(image.convert("RGB"))
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    fill = tuple(int(v) for v in np.median(border, axis=0))
+    w, h = image.size
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(image.convert("RGB"), ((side - w) // 2, (side - h) // 2))
+    return canvas.resize((size, size), Image.BICUBIC)
+
+
+def reference_to_array(image: Image.Image, size: int) -> np.ndarray:
+    """Cropped reference as float32 [3, size, size] in [-1, 1] (the VAE's input range)."""
+    arr = np.asarray(crop_reference(image, size), dtype=np.float32) / 127.5 - 1.0
+    return arr.transpose(2, 0, 1)

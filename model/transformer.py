@@ -1,0 +1,545 @@
+"""ReactIDTransformer: diffusers' Wan2.1 transformer plus the three ReactID components (paper §3.3, App. D).
+
+1. Reference branch (Res-Tuning style): reference latents -> their own patch embedding -> a few
+   reference blocks built like the base blocks (initialised as copies of the first base blocks),
+   run once on clean references (timestep 0). Their features reach every main block through a
+   decoupled attention (queries shared with the text cross-attention, new keys/values) whose
+   output goes through a zero-initialised projection.
+2. Subject-aware cross-attention: in the last `mask_blocks` blocks the video->reference attention
+   map is pooled per subject and head and an MLP predicts each subject's mask per video token; the
+   prediction is the mean of those blocks' logits. Masks give each video token a subject label used
+   as a rotary coordinate in the timeline cross-attention.
+3. Temporally-adaptive RoPE: the timeline cross-attention rotates queries/keys by each token's
+   rescaled time (every sub-action spans T) and by its subject label.
+
+Every new output path is zero-initialised, so a ReactIDTransformer built from plain Wan weights
+computes exactly what Wan computes (tests/test_equivalence.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.transformers.transformer_wan import WanTransformer3DModel, WanTransformerBlock
+from diffusers.utils import BaseOutput
+
+from . import rope as R
+from .conditioning import TimelineConditioning
+
+# Backends that cannot take an attention mask (DESIGN.md §4: flash refuses masks).
+MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "flash_4_hub", "_flash_3", "_flash_varlen_3", "_flash_3_hub", "_flash_3_varlen_hub", "aiter_fa2_hub", "sage", "sage_hub", "sage_blackwell_hub", "sage_varlen", "_native_flash"}
+
+REACTID_CONFIG_KEYS = (
+    "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
+    "rope_rescale_T", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
+    "mask_hidden_dim", "max_subjects", "max_references_per_subject",
+)
+
+
+@dataclass
+class ReferenceFeatures:
+    """Output of the reference branch, computed once per generation.
+
+    features: one [B, R, dim] tensor per reference block; token_subject [B, R] (subject index, -1 = padding)."""
+
+    features: list[torch.Tensor]
+    token_subject: torch.Tensor
+    num_subjects: int
+
+    def repeat(self, n: int) -> "ReferenceFeatures":
+        return ReferenceFeatures([f.repeat_interleave(n, 0) for f in self.features], self.token_subject.repeat_interleave(n, 0), self.num_subjects)
+
+
+@dataclass
+class ReactIDTransformerOutput(BaseOutput):
+    sample: torch.Tensor
+    mask_logits: torch.Tensor | None = None  # [B, S, N] per-token subject mask logits (mean over mask blocks)
+
+
+def _zero_linear(n_in: int, n_out: int) -> nn.Linear:
+    lin = nn.Linear(n_in, n_out)
+    nn.init.zeros_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    return lin
+
+
+class SubjectMaskHead(nn.Module):
+    """MLP over the per-subject, per-head attention mass of a video token -> mask logit."""
+
+    def __init__(self, heads: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * heads, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, mass: torch.Tensor) -> torch.Tensor:  # mass [B, N, S, H] -> [B, N, S]
+        # log-mass as a second feature: attention mass spans orders of magnitude
+        feats = torch.cat([mass, torch.log(mass.clamp_min(1e-6))], dim=-1)
+        return self.net(feats).squeeze(-1)
+
+
+class ReactIDBlock(WanTransformerBlock):
+    """A Wan block with the reference injection, mask head and timeline cross-attention added."""
+
+    def __init__(self, dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, *, use_reference: bool, use_timeline: bool, mask_head: bool, mask_hidden_dim: int):
+        super().__init__(dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, None)
+        self.heads = num_heads
+        self.head_dim = dim // num_heads
+        if use_reference:
+            self.ref_to_k = nn.Linear(dim, dim)
+            self.ref_to_v = nn.Linear(dim, dim)
+            self.ref_norm_k = nn.RMSNorm(dim, eps=eps)
+            self.ref_out = _zero_linear(dim, dim)
+        if use_timeline:
+            self.timeline_out = _zero_linear(dim, dim)
+        self.mask_head = SubjectMaskHead(num_heads, mask_hidden_dim) if (mask_head and use_reference) else None
+
+    def init_from_base(self) -> None:
+        """New key/value projections start as copies of the text cross-attention's."""
+        if hasattr(self, "ref_to_k"):
+            self.ref_to_k.load_state_dict(self.attn2.to_k.state_dict())
+            self.ref_to_v.load_state_dict(self.attn2.to_v.state_dict())
+            self.ref_norm_k.load_state_dict(self.attn2.norm_k.state_dict())
+            nn.init.zeros_(self.ref_out.weight)
+            nn.init.zeros_(self.ref_out.bias)
+        if hasattr(self, "timeline_out"):
+            nn.init.zeros_(self.timeline_out.weight)
+            nn.init.zeros_(self.timeline_out.bias)
+
+    def _backend(self):
+        return getattr(self.attn2.processor, "_attention_backend", None)
+
+    def forward(self, hidden_states, encoder_hidden_states, temb, rotary_emb, ref=None, timeline=None):
+        """ref: (features [B,R,dim], token_subject [B,R], S) or None;
+        timeline: (keys_in [B,L,dim], valid [B,L], cos_q, sin_q, cos_k, sin_k, attn_mask) or None.
+        Returns (hidden_states, mask_logits [B,N,S] or None)."""
+        if temb.ndim == 4:
+            mods = (self.scale_shift_table.unsqueeze(0) + temb.float()).chunk(6, dim=2)
+            shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (m.squeeze(2) for m in mods)
+        else:
+            shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (self.scale_shift_table + temb.float()).chunk(6, dim=1)
+
+        norm_hidden_states = (self.norm1(hidden_states.float()) * (1 + scale_msa) + shift_msa).type_as(hidden_states)
+        attn_output = self.attn1(norm_hidden_states, None, None, rotary_emb)
+        hidden_states = (hidden_states.float() + attn_output * gate_msa).type_as(hidden_states)
+
+        # --- cross-attention to the global prompt (exactly Wan's), then the ReactID additions on the
+        # same normalised input and the same queries
+        x = self.norm2(hidden_states.float()).type_as(hidden_states)
+        a2 = self.attn2
+        q = a2.norm_q(a2.to_q(x)).unflatten(2, (self.heads, -1))
+        k = a2.norm_k(a2.to_k(encoder_hidden_states)).unflatten(2, (self.heads, -1))
+        v = a2.to_v(encoder_hidden_states).unflatten(2, (self.heads, -1))
+        out = dispatch_attention_fn(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, backend=self._backend())
+        out = a2.to_out[0](out.flatten(2, 3).type_as(q))
+        hidden_states = hidden_states + a2.to_out[1](out)
+
+        mask_logits = None
+        if ref is not None and hasattr(self, "ref_out"):
+            ref_out, mask_logits = self._reference_attention(q, *ref)
+            hidden_states = hidden_states + self.ref_out(ref_out)
+        if timeline is not None and hasattr(self, "timeline_out"):
+            hidden_states = hidden_states + self.timeline_out(self._timeline_attention(q, *timeline))
+
+        norm_hidden_states = (self.norm3(hidden_states.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(hidden_states)
+        ff_output = self.ffn(norm_hidden_states)
+        hidden_states = (hidden_states.float() + ff_output.float() * c_gate_msa).type_as(hidden_states)
+        return hidden_states, mask_logits
+
+    # -- reference injection --------------------------------------------------------------------
+    def _reference_attention(self, q, feats, token_subject, num_subjects):
+        k = self.ref_norm_k(self.ref_to_k(feats)).unflatten(2, (self.heads, -1))
+        v = self.ref_to_v(feats).unflatten(2, (self.heads, -1))
+        valid = token_subject >= 0  # [B, R]
+        if self.mask_head is None:
+            mask = None
+            if not bool(valid.all()):
+                mask = self._additive_mask(valid, q.dtype)
+            out = dispatch_attention_fn(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False, backend=self._backend() if mask is None else None)
+            return out.flatten(2, 3).type_as(q), None
+        # Mask blocks need the attention map itself: compute it explicitly, in query chunks so the
+        # [chunk, R] map stays small at Wan scale.
+        B, N, H, D = q.shape
+        onehot = F.one_hot(token_subject.clamp_min(0), num_subjects).to(q.dtype) * valid.unsqueeze(-1).to(q.dtype)  # [B,R,S]
+        bias = torch.where(valid, 0.0, float("-inf")).to(q.dtype).view(B, 1, 1, -1)
+        kt = k.permute(0, 2, 3, 1)  # [B,H,D,R]
+        vt = v.transpose(1, 2)  # [B,H,R,D]
+        outs, logits = [], []
+        chunk = 4096
+        for i in range(0, N, chunk):
+            qc = q[:, i : i + chunk].transpose(1, 2)  # [B,H,n,D]
+            probs = torch.softmax((qc @ kt) / math.sqrt(D) + bias, dim=-1)  # [B,H,n,R]
+            outs.append((probs @ vt).transpose(1, 2))  # [B,n,H,D]
+            mass = torch.einsum("bhnr,brs->bnsh", probs, onehot)
+            logits.append(self.mask_head(mass.float()))
+        return torch.cat(outs, 1).flatten(2, 3), torch.cat(logits, 1)
+
+    # -- timeline cross-attention ---------------------------------------------------------------
+    def _timeline_attention(self, q, keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask):
+        a2 = self.attn2
+        k = a2.norm_k(a2.to_k(keys_in)).unflatten(2, (self.heads, -1))
+        v = a2.to_v(keys_in).unflatten(2, (self.heads, -1))
+        rot = cos_q.shape[-1]
+        qr, kr = q, k
+        if rot:
+            qr = torch.cat([R.apply_rotary(q[..., :rot], cos_q, sin_q), q[..., rot:]], dim=-1)
+            kr = torch.cat([R.apply_rotary(k[..., :rot], cos_k, sin_k), k[..., rot:]], dim=-1)
+        # a null slot (zero key, zero value): tokens with nothing relevant can attend to nothing
+        B = q.shape[0]
+        null = torch.zeros(B, 1, self.heads, self.head_dim, dtype=kr.dtype, device=kr.device)
+        kr = torch.cat([kr, null], 1)
+        v = torch.cat([v, null.to(v.dtype)], 1)
+        if attn_mask is None and not bool(valid.all()):
+            attn_mask = valid.view(B, 1, 1, -1)
+        if attn_mask is not None:
+            backend = self._backend()
+            if backend is not None and str(getattr(backend, "value", backend)) in MASKLESS_BACKENDS:
+                raise RuntimeError(
+                    f"attention backend {getattr(backend, 'value', backend)!r} cannot take attention masks, which this "
+                    "timeline attention needs (temporal_mode='attn_mask' or a padded batch); use 'native' or 'xformers', "
+                    "or temporal_mode='ta_rope' with one timeline per batch"
+                )
+            full = torch.ones(attn_mask.shape[:-1] + (1,), dtype=torch.bool, device=attn_mask.device)
+            attn_mask = torch.cat([attn_mask.expand(B, *attn_mask.shape[1:]), full], -1)
+            attn_mask = torch.where(attn_mask, 0.0, float("-inf")).to(qr.dtype)
+            out = dispatch_attention_fn(qr, kr, v, attn_mask=attn_mask, dropout_p=0.0, is_causal=False, backend=None)
+        else:
+            out = dispatch_attention_fn(qr, kr, v, attn_mask=None, dropout_p=0.0, is_causal=False, backend=self._backend())
+        return out.flatten(2, 3).type_as(q)
+
+    @staticmethod
+    def _additive_mask(valid: torch.Tensor, dtype) -> torch.Tensor:
+        return torch.where(valid, 0.0, float("-inf")).to(dtype).view(valid.shape[0], 1, 1, -1)
+
+
+class ReactIDTransformer(WanTransformer3DModel):
+    """Wan2.1 transformer with ReactID's reference branch, subject-aware cross-attention and TA-RoPE.
+
+    The base Wan arguments are unchanged; the ReactID arguments (see `REACTID_CONFIG_KEYS`) switch each
+    component on/off and select the paper's ablations:
+    temporal_mode: 'ta_rope' (paper) | 'vanilla_rope' | 'attn_mask'; label_strategy: 'uniform' | 'adaptive'.
+    """
+
+    _no_split_modules = ["ReactIDBlock"]
+    _repeated_blocks = ["ReactIDBlock"]
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: tuple[int, ...] = (1, 2, 2),
+        num_attention_heads: int = 40,
+        attention_head_dim: int = 128,
+        in_channels: int = 16,
+        out_channels: int = 16,
+        text_dim: int = 4096,
+        freq_dim: int = 256,
+        ffn_dim: int = 13824,
+        num_layers: int = 40,
+        cross_attn_norm: bool = True,
+        qk_norm: str | None = "rms_norm_across_heads",
+        eps: float = 1e-6,
+        image_dim: int | None = None,
+        added_kv_proj_dim: int | None = None,
+        rope_max_seq_len: int = 1024,
+        pos_embed_seq_len: int | None = None,
+        # ---- ReactID
+        use_reference_branch: bool = True,
+        num_reference_blocks: int = 2,
+        use_timeline: bool = True,
+        use_subject_binding: bool = True,
+        temporal_mode: str = "ta_rope",
+        rope_rescale_T: float = 2.0,
+        label_strategy: str = "uniform",
+        label_alpha: float = 2.0,
+        label_beta: float = 20.0,
+        label_rope_theta: float = 100.0,
+        mask_blocks: int = 5,
+        mask_hidden_dim: int = 64,
+        max_subjects: int = 6,
+        max_references_per_subject: int = 4,
+    ) -> None:
+        if image_dim is not None or added_kv_proj_dim is not None:
+            raise ValueError("ReactIDTransformer builds on the text-to-video Wan (no image_dim / added_kv_proj_dim)")
+        if temporal_mode not in R.TEMPORAL_MODES:
+            raise ValueError(f"temporal_mode must be one of {R.TEMPORAL_MODES}, got {temporal_mode!r}")
+        if label_strategy not in R.LABEL_STRATEGIES:
+            raise ValueError(f"label_strategy must be one of {R.LABEL_STRATEGIES}, got {label_strategy!r}")
+        if use_reference_branch and not 1 <= num_reference_blocks <= num_layers:
+            raise ValueError(f"num_reference_blocks must be in 1..num_layers ({num_layers}), got {num_reference_blocks}")
+        if rope_rescale_T <= 0:
+            raise ValueError(f"rope_rescale_T must be > 0, got {rope_rescale_T}")
+        super().__init__(
+            patch_size, num_attention_heads, attention_head_dim, in_channels, out_channels, text_dim, freq_dim, ffn_dim,
+            num_layers, cross_attn_norm, qk_norm, eps, None, None, rope_max_seq_len, pos_embed_seq_len,
+        )
+        inner = num_attention_heads * attention_head_dim
+        n_mask = min(mask_blocks, num_layers) if (use_reference_branch and use_subject_binding) else 0
+        self.blocks = nn.ModuleList(
+            [
+                ReactIDBlock(
+                    inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps,
+                    use_reference=use_reference_branch, use_timeline=use_timeline,
+                    mask_head=i >= num_layers - n_mask, mask_hidden_dim=mask_hidden_dim,
+                )
+                for i in range(num_layers)
+            ]
+        )
+        if use_reference_branch:
+            self.ref_patch_embedding = nn.Conv3d(in_channels, inner, kernel_size=patch_size, stride=patch_size)
+            self.ref_blocks = nn.ModuleList(
+                [WanTransformerBlock(inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps, None) for _ in range(num_reference_blocks)]
+            )
+        # rotary split of the timeline attention's head dim: time | label | unrotated (Wan's t/h/w split)
+        hd = attention_head_dim
+        self._label_dim = 2 * (hd // 6) if use_subject_binding else 0
+        self._time_dim = (hd - 4 * (hd // 6)) if temporal_mode != "attn_mask" else 0
+        self.reference_branch_calls = 0  # counted so tests/benchmarks can check "once per generation"
+        self.init_reactid_weights()
+
+    # ------------------------------------------------------------------------------------------
+    # Construction from Wan weights
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_reactid_weights(self) -> None:
+        """(Re)initialise every ReactID module from the base weights: reference blocks copy the first base
+        blocks, the reference patch embedding copies the base one, every injection output is zero."""
+        for block in self.blocks:
+            block.init_from_base()
+        if self.config.use_reference_branch:
+            self.ref_patch_embedding.load_state_dict(self.patch_embedding.state_dict())
+            for i, rb in enumerate(self.ref_blocks):
+                base = self.blocks[i]
+                own = rb.state_dict()
+                rb.load_state_dict({k: v for k, v in base.state_dict().items() if k in own})
+
+    @classmethod
+    def from_wan(cls, base: WanTransformer3DModel | str | Path, **reactid_kwargs) -> "ReactIDTransformer":
+        """Build from a plain Wan transformer (module, or diffusers directory / hub id of one).
+
+        Built from config then `load_state_dict` (not `from_pretrained` on this subclass, which would leave
+        the new parameters uninitialised on the meta device)."""
+        if not isinstance(base, WanTransformer3DModel):
+            sub = "transformer" if (Path(str(base)) / "transformer").is_dir() else None
+            base = WanTransformer3DModel.from_pretrained(base, subfolder=sub)
+        unknown = set(reactid_kwargs) - set(REACTID_CONFIG_KEYS)
+        if unknown:
+            raise TypeError(f"unknown ReactID option(s): {', '.join(sorted(unknown))}")
+        cfg = {k: v for k, v in base.config.items() if not k.startswith("_")}
+        cfg.update(reactid_kwargs)
+        model = cls(**cfg)
+        if base.dtype != torch.float32:
+            model = model.to(dtype=base.dtype)
+        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+        if unexpected:
+            raise ValueError(f"base weights have keys this model lacks: {unexpected[:5]}")
+        bad = [k for k in missing if not cls.is_reactid_param(k)]
+        if bad:
+            raise ValueError(f"base weights are missing Wan keys: {bad[:5]}")
+        model.init_reactid_weights()
+        return model
+
+    @staticmethod
+    def is_reactid_param(name: str) -> bool:
+        parts = name.split(".")
+        return parts[0] in ("ref_patch_embedding", "ref_blocks") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "mask_head") for p in parts)
+
+    def reactid_config(self) -> dict:
+        return {k: self.config[k] for k in REACTID_CONFIG_KEYS}
+
+    def base_config(self) -> dict:
+        return {k: v for k, v in self.config.items() if not k.startswith("_") and k not in REACTID_CONFIG_KEYS}
+
+    def reactid_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if self.is_reactid_param(k)}
+
+    def trainable_parameter_counts(self) -> dict[str, int]:
+        new = sum(p.numel() for n, p in self.named_parameters() if self.is_reactid_param(n))
+        total = sum(p.numel() for p in self.parameters())
+        return {"base": total - new, "reactid": new, "total": total}
+
+    # ------------------------------------------------------------------------------------------
+    # Reference branch
+    # ------------------------------------------------------------------------------------------
+    def encode_references(self, reference_latents: torch.Tensor, reference_subject: torch.Tensor, reference_text: torch.Tensor, num_subjects: int | None = None) -> ReferenceFeatures:
+        """Run the reference branch once on clean references.
+
+        reference_latents [B, M, C, h, w] (one latent frame per reference image); reference_subject [B, M]
+        (subject index per image, -1 = padding); reference_text [B, M, L, text_dim] (the text each
+        reference block cross-attends to: the subject's name)."""
+        if not self.config.use_reference_branch:
+            raise RuntimeError("this model was built without the reference branch")
+        self.reference_branch_calls += 1
+        B, M, C, h, w = reference_latents.shape
+        S = int(num_subjects if num_subjects is not None else int(reference_subject.max().item()) + 1)
+        lat = reference_latents.reshape(B * M, C, 1, h, w)
+        # every reference image is its own sequence in the reference blocks (spatial RoPE only), so
+        # subjects do not mix before the video attends to them
+        rot_cos, rot_sin = self.rope(lat)
+        x = self.ref_patch_embedding(lat).flatten(2).transpose(1, 2)  # [B*M, P, dim]
+        P = x.shape[1]
+        t0 = torch.zeros(B * M, device=x.device, dtype=x.dtype)
+        text = reference_text.reshape(B * M, *reference_text.shape[2:])
+        temb, tproj, ctx, _ = self.condition_embedder(t0, text, None)
+        tproj = tproj.unflatten(1, (6, -1))
+        feats = []
+        for rb in self.ref_blocks:
+            x = rb(x, ctx, tproj, (rot_cos, rot_sin))
+            feats.append(x.reshape(B, M * P, -1))
+        token_subject = reference_subject.view(B, M, 1).expand(B, M, P).reshape(B, M * P)
+        return ReferenceFeatures(feats, token_subject, S)
+
+    # ------------------------------------------------------------------------------------------
+    # Timeline rotary / masks
+    # ------------------------------------------------------------------------------------------
+    def _timeline_inputs(self, tl: TimelineConditioning, grid: tuple[int, int, int], subject_probs: torch.Tensor | None, device, dtype):
+        cfg = self.config
+        B = tl.embeds.shape[0]
+        Fp, Hp, Wp = grid
+        N = Fp * Hp * Wp
+        keys_in = self.condition_embedder.text_embedder(tl.embeds.to(device=device, dtype=dtype))
+        frames = torch.arange(Fp, device=device, dtype=torch.float64) * self.config.patch_size[0]
+        spans = tl.spans.to(device)
+        S = spans.shape[1]
+        if subject_probs is not None and subject_probs.shape[1] < S:
+            raise ValueError(f"subject masks cover {subject_probs.shape[1]} subjects, the timeline has {S}")
+        probs = subject_probs[:, :S] if (subject_probs is not None and cfg.use_subject_binding) else None
+        assign = R.token_subject_assignment(probs)  # [B, N] or None
+        tok_frame = torch.arange(N, device=device) // (Hp * Wp)
+
+        cos_parts_q, sin_parts_q, cos_parts_k, sin_parts_k = [], [], [], []
+        attn_mask = None
+        if cfg.temporal_mode in ("ta_rope", "vanilla_rope"):
+            if cfg.temporal_mode == "ta_rope":
+                per_subject = R.ta_rope_positions(frames, spans, tl.num_actions.to(device), cfg.rope_rescale_T)
+            else:
+                per_subject = R.vanilla_positions(frames, B, S)
+            pos_frame = per_subject[:, :, tok_frame]  # [B, S, N]
+            background = pos_frame.mean(1)  # tokens of no subject: mean of the subjects' times
+            if assign is None:
+                pos_q = background
+            else:
+                own = pos_frame.gather(1, assign.clamp_min(0).unsqueeze(1)).squeeze(1)
+                pos_q = torch.where(assign >= 0, own, background)
+            pos_k = R.caption_positions(spans, tl.token_subject.to(device), tl.token_action.to(device), cfg.temporal_mode, cfg.rope_rescale_T)
+            fr = R.rope_frequencies(self._time_dim, 10000.0, device)
+            c, s = R.rotary_cos_sin(pos_q, fr)
+            cos_parts_q.append(c); sin_parts_q.append(s)
+            c, s = R.rotary_cos_sin(pos_k, fr)
+            cos_parts_k.append(c); sin_parts_k.append(s)
+        else:  # attention mask: a token sees the captions of actions active at its frame
+            fq = frames[tok_frame].view(1, N, 1)
+            ts, ta = tl.token_subject.to(device), tl.token_action.to(device)
+            b = torch.arange(B, device=device).view(B, 1).expand_as(ts)
+            span = spans[b, ts.clamp_min(0), ta.clamp_min(0)].to(torch.float64)  # [B, L, 2]
+            last = span[..., 1:2].transpose(1, 2) >= frames[-1]
+            active = (fq >= span[..., 0].unsqueeze(1)) & ((fq < span[..., 1].unsqueeze(1)) | ((fq <= span[..., 1].unsqueeze(1)) & last))
+            attn_mask = (active & tl.valid.to(device).unsqueeze(1)).unsqueeze(1)  # [B, 1, N, L]
+        if self._label_dim:
+            lab_q = R.token_labels(probs, cfg.label_alpha, cfg.label_beta, cfg.label_strategy)
+            if lab_q is None:  # no masks yet (first denoising step): uniform binding, no label rotation
+                lab_q = torch.zeros(B, N, device=device, dtype=torch.float64)
+                lab_k = torch.zeros(tl.token_subject.shape, device=device, dtype=torch.float64)
+            else:
+                lab_k = R.label_values(S, cfg.label_alpha, cfg.label_beta, device)[tl.token_subject.to(device).clamp_min(0)]
+            fr = R.rope_frequencies(self._label_dim, cfg.label_rope_theta, device)
+            c, s = R.rotary_cos_sin(lab_q, fr)
+            cos_parts_q.append(c); sin_parts_q.append(s)
+            c, s = R.rotary_cos_sin(lab_k, fr)
+            cos_parts_k.append(c); sin_parts_k.append(s)
+        if cos_parts_q:
+            cat = lambda parts: torch.cat(parts, -1).unsqueeze(2).to(torch.float32)  # noqa: E731  [B, *, 1, d]
+            cos_q, sin_q, cos_k, sin_k = cat(cos_parts_q), cat(sin_parts_q), cat(cos_parts_k), cat(sin_parts_k)
+        else:
+            empty = torch.zeros(B, 1, 1, 0, device=device)
+            cos_q = sin_q = cos_k = sin_k = empty
+        return keys_in, tl.valid.to(device), cos_q, sin_q, cos_k, sin_k, attn_mask
+
+    # ------------------------------------------------------------------------------------------
+    # Forward
+    # ------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_hidden_states_image: torch.Tensor | None = None,
+        return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+        *,
+        reference_features: ReferenceFeatures | None = None,
+        timeline: TimelineConditioning | None = None,
+        subject_masks: torch.Tensor | None = None,
+    ):
+        """Like Wan's forward, plus:
+
+        reference_features: from `encode_references` (compute once per generation, reuse every step);
+        timeline: a `TimelineConditioning`; subject_masks: [B, S, N] per-token subject probabilities that
+        set the subject labels (ground truth in training, the previous step's prediction at inference;
+        None = no binding yet). Returns `ReactIDTransformerOutput(sample, mask_logits [B, S, N])`.
+        """
+        if encoder_hidden_states_image is not None:
+            raise ValueError("ReactIDTransformer is text-to-video: encoder_hidden_states_image is not supported")
+        B, C, Fr, H, W = hidden_states.shape
+        p_t, p_h, p_w = self.config.patch_size
+        if Fr % p_t or H % p_h or W % p_w:
+            raise ValueError(f"latent size {Fr}x{H}x{W} is not divisible by the patch size {self.config.patch_size}")
+        grid = (Fr // p_t, H // p_h, W // p_w)
+        rotary_emb = self.rope(hidden_states)
+        x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()
+
+        if timestep.ndim == 2:
+            ts_seq_len = timestep.shape[1]
+            timestep = timestep.flatten()
+        else:
+            ts_seq_len = None
+        temb, timestep_proj, ctx, _ = self.condition_embedder(timestep, encoder_hidden_states, None, timestep_seq_len=ts_seq_len)
+        timestep_proj = timestep_proj.unflatten(2 if ts_seq_len is not None else 1, (6, -1))
+
+        ref_inputs = None
+        if reference_features is not None and self.config.use_reference_branch:
+            if reference_features.features[0].shape[0] != B:
+                reference_features = reference_features.repeat(B // reference_features.features[0].shape[0])
+            ref_inputs = reference_features
+        tl_inputs = None
+        if timeline is not None and self.config.use_timeline:
+            if timeline.embeds.shape[0] != B:
+                timeline = timeline.repeat(B // timeline.embeds.shape[0])
+            if subject_masks is not None and subject_masks.shape[0] != B:
+                subject_masks = subject_masks.repeat_interleave(B // subject_masks.shape[0], 0)
+            tl_inputs = self._timeline_inputs(timeline, grid, subject_masks, x.device, x.dtype)
+
+        n_ref = len(self.ref_blocks) if ref_inputs is not None else 0
+        mask_logits = []
+        for j, block in enumerate(self.blocks):
+            ref = None
+            if ref_inputs is not None:
+                r = min(n_ref - 1, j * n_ref // len(self.blocks))
+                ref = (ref_inputs.features[r], ref_inputs.token_subject, ref_inputs.num_subjects)
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x, ml = self._gradient_checkpointing_func(block, x, ctx, timestep_proj, rotary_emb, ref, tl_inputs)
+            else:
+                x, ml = block(x, ctx, timestep_proj, rotary_emb, ref, tl_inputs)
+            if ml is not None:
+                mask_logits.append(ml)
+
+        if temb.ndim == 3:
+            shift, scale = (self.scale_shift_table.unsqueeze(0).to(temb.device) + temb.unsqueeze(2)).chunk(2, dim=2)
+            shift, scale = shift.squeeze(2), scale.squeeze(2)
+        else:
+            shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
+        x = (self.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
+        x = self.proj_out(x)
+        x = x.reshape(B, *grid, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        sample = x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+        logits = torch.stack(mask_logits, 0).mean(0).transpose(1, 2) if mask_logits else None  # [B, S, N]
+        if not return_dict:
+            return (sample, logits)
+        return ReactIDTransformerOutput(sample=sample, mask_logits=logits)
