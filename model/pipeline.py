@@ -253,8 +253,8 @@ class ReactIDPipeline(DiffusionPipeline):
                  cancel_event: threading.Event | None = None, progress: bool = True, segment_seconds: float | None = None,
                  overlap_latent_frames: int = 2, reroll_segment: int | None = None, previous: ReactIDPipelineOutput | None = None,
                  mask_feedback: bool = True) -> ReactIDPipelineOutput:
-        height = height or self.default_height
-        width = width or self.default_width
+        height = self.default_height if height is None else int(height)
+        width = self.default_width if width is None else int(width)
         self._segmenting = segment_seconds is not None
         try:
             self.check_inputs(timeline, references, height, width, num_inference_steps, guidance_scale)

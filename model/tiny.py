@@ -19,7 +19,7 @@ def tiny_vae(z_dim: int = 4, base_dim: int = 8) -> AutoencoderKLWan:
     return AutoencoderKLWan(
         base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
         latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim,
-    )
+    ).eval()
 
 
 def tiny_text_encoder(d_model: int = 32, layers: int = 2, heads: int = 4) -> UMT5EncoderModel:

@@ -116,6 +116,10 @@ class ReactIDBlock(WanTransformerBlock):
     def _backend(self):
         return getattr(self.attn2.processor, "_attention_backend", None)
 
+    def backend_name(self) -> str | None:
+        b = self._backend()
+        return None if b is None else str(getattr(b, "value", b))
+
     def forward(self, hidden_states, encoder_hidden_states, temb, rotary_emb, ref=None, timeline=None):
         """ref: (features [B,R,dim], token_subject [B,R], S) or None;
         timeline: (keys_in [B,L,dim], valid [B,L], cos_q, sin_q, cos_k, sin_k, attn_mask) or None.
@@ -199,13 +203,6 @@ class ReactIDBlock(WanTransformerBlock):
         if attn_mask is None and not bool(valid.all()):
             attn_mask = valid.view(B, 1, 1, -1)
         if attn_mask is not None:
-            backend = self._backend()
-            if backend is not None and str(getattr(backend, "value", backend)) in MASKLESS_BACKENDS:
-                raise RuntimeError(
-                    f"attention backend {getattr(backend, 'value', backend)!r} cannot take attention masks, which this "
-                    "timeline attention needs (temporal_mode='attn_mask' or a padded batch); use 'native' or 'xformers', "
-                    "or temporal_mode='ta_rope' with one timeline per batch"
-                )
             full = torch.ones(attn_mask.shape[:-1] + (1,), dtype=torch.bool, device=attn_mask.device)
             attn_mask = torch.cat([attn_mask.expand(B, *attn_mask.shape[1:]), full], -1)
             attn_mask = torch.where(attn_mask, 0.0, float("-inf")).to(qr.dtype)
@@ -461,6 +458,20 @@ class ReactIDTransformer(WanTransformer3DModel):
             cos_q = sin_q = cos_k = sin_k = empty
         return keys_in, tl.valid.to(device), cos_q, sin_q, cos_k, sin_k, attn_mask
 
+    def _require_masked_backend(self, why: str) -> None:
+        name = self.blocks[0].backend_name()
+        if name in MASKLESS_BACKENDS:
+            raise RuntimeError(
+                f"attention backend {name!r} cannot take attention masks: {why}. Use 'native' (default) or 'xformers', "
+                "or temporal_mode='ta_rope' with one timeline per batch."
+            )
+
+    def set_attention_backend(self, backend: str) -> None:
+        """diffusers' backend switch, refused up front where masked binding could not run on it."""
+        if str(backend) in MASKLESS_BACKENDS and self.config.use_timeline and self.config.temporal_mode == "attn_mask":
+            raise RuntimeError(f"attention backend {backend!r} cannot take attention masks, which temporal_mode='attn_mask' needs; use 'native' or 'xformers'")
+        super().set_attention_backend(backend)
+
     # ------------------------------------------------------------------------------------------
     # Forward
     # ------------------------------------------------------------------------------------------
@@ -514,6 +525,9 @@ class ReactIDTransformer(WanTransformer3DModel):
             if subject_masks is not None and subject_masks.shape[0] != B:
                 subject_masks = subject_masks.repeat_interleave(B // subject_masks.shape[0], 0)
             tl_inputs = self._timeline_inputs(timeline, grid, subject_masks, x.device, x.dtype)
+
+        if tl_inputs is not None and (tl_inputs[-1] is not None or not bool(tl_inputs[1].all())):
+            self._require_masked_backend("this timeline attention needs a mask (temporal_mode='attn_mask' or a padded batch)")
 
         n_ref = len(self.ref_blocks) if ref_inputs is not None else 0
         mask_logits = []

@@ -1,0 +1,209 @@
+"""ReactIDPipeline end to end on tiny components built in code."""
+
+import io
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model.pipeline import GenerationCancelled, ReactIDPipeline
+from model.references import ReferenceError
+from model.timeline import Timeline, TimelineError, example_timeline
+from model.tiny import flow_scheduler, tiny_text_encoder, tiny_tokenizer, tiny_transformer_config, tiny_vae
+from model.transformer import ReactIDTransformer
+from model.video import export_mp4, probe_video, read_video
+from model.weights import CheckpointMismatch, load_reactid_weights, save_reactid_weights
+
+FAST = dict(num_inference_steps=2, guidance_scale=3.0, progress=False)
+
+
+def test_generates_frames_and_masks_of_the_right_shape(tiny_pipe, two_subject_refs):
+    out = tiny_pipe(example_timeline(), two_subject_refs, seed=0, **FAST)
+    assert out.frames.shape == (65, 64, 64, 3) and out.frames.dtype == np.uint8
+    assert out.masks.shape == (2, 65, 64, 64) and 0 <= out.masks.min() and out.masks.max() <= 1
+    assert out.fps == 16 and out.segments == [(0, 65)]
+
+
+def test_same_seed_same_video_other_seed_other_video(tiny_pipe, two_subject_refs):
+    a = tiny_pipe(example_timeline(), two_subject_refs, seed=3, **FAST)
+    b = tiny_pipe(example_timeline(), two_subject_refs, seed=3, **FAST)
+    c = tiny_pipe(example_timeline(), two_subject_refs, seed=4, **FAST)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_reference_branch_runs_once_per_generation(tiny_pipe, two_subject_refs):
+    calls = []
+    hook = tiny_pipe.transformer.ref_blocks[0].register_forward_hook(lambda *a: calls.append(1))
+    steps = []
+    try:
+        tiny_pipe(example_timeline(), two_subject_refs, seed=0, num_inference_steps=5, guidance_scale=3.0, progress=False,
+                  callback_on_step_end=lambda pipe, i, t, kw: steps.append(i) or {})
+    finally:
+        hook.remove()
+    assert steps == [0, 1, 2, 3, 4]
+    assert len(calls) == 1  # 5 steps x 2 CFG branches, one reference pass
+
+
+def test_masks_from_the_previous_step_feed_the_binding(tiny_pipe, two_subject_refs):
+    seen = []
+    orig = tiny_pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("subject_masks"))
+        return orig(*args, **kwargs)
+
+    tiny_pipe.transformer.forward = spy
+    try:
+        tiny_pipe(example_timeline(), two_subject_refs, seed=0, num_inference_steps=3, guidance_scale=1.0, progress=False)
+    finally:
+        del tiny_pipe.transformer.forward
+    assert seen[0] is None and all(m is not None and m.shape[1] == 2 for m in seen[1:])
+
+
+def test_cancel_stops_generation(tiny_pipe, two_subject_refs):
+    ev = threading.Event()
+
+    def cb(pipe, i, t, kw):
+        if i == 1:
+            ev.set()
+        return {}
+
+    with pytest.raises(GenerationCancelled):
+        tiny_pipe(example_timeline(), two_subject_refs, seed=0, num_inference_steps=6, guidance_scale=1.0, progress=False, cancel_event=ev, callback_on_step_end=cb)
+
+
+def test_long_video_is_generated_segment_by_segment_and_one_segment_rerolls(tiny_pipe, two_subject_refs):
+    tl = example_timeline()
+    out = tiny_pipe(tl, two_subject_refs, seed=5, segment_seconds=2.0, num_inference_steps=2, guidance_scale=1.0, progress=False)
+    assert out.frames.shape[0] == tl.num_frames == 65
+    assert len(out.segments) == 3 and out.segments[0] == (0, 33) and out.segments[-1][1] == 65
+    assert out.seeds == [5, 6, 7]
+    again = tiny_pipe(tl, two_subject_refs, seed=99, segment_seconds=2.0, num_inference_steps=2, guidance_scale=1.0, progress=False, reroll_segment=1, previous=out)
+    s0 = out.segments[0][1]
+    assert np.array_equal(again.frames[:s0], out.frames[:s0])  # earlier segment kept
+    assert not np.array_equal(again.frames[s0:out.segments[1][1]], out.frames[s0:out.segments[1][1]])
+    assert again.seeds == [5, 99, 7]
+
+
+def test_too_long_without_segments_is_refused(tiny_pipe, two_subject_refs):
+    tl = example_timeline()
+    tl.duration = 8.0
+    with pytest.raises(ValueError, match="pass segment_seconds"):
+        tiny_pipe(tl, two_subject_refs, **FAST)
+
+
+# ---- bad input, refused before any model work ---------------------------------------------------
+@pytest.mark.parametrize("h, w", [(60, 64), (64, 8), (0, 64)])
+def test_sizes_the_model_cannot_take(tiny_pipe, two_subject_refs, h, w):
+    with pytest.raises(ValueError, match="multiples of 16"):
+        tiny_pipe(example_timeline(), two_subject_refs, height=h, width=w, **FAST)
+
+
+def test_invalid_timeline_is_refused_with_names(tiny_pipe, two_subject_refs):
+    tl = example_timeline()
+    tl.subjects[0].actions[1].start = 1.0
+    with pytest.raises(TimelineError, match="subject 's1' .*overlaps"):
+        tiny_pipe(tl, two_subject_refs, **FAST)
+
+
+def test_reference_problems_name_subject_and_file(tiny_pipe, two_subject_refs, tmp_path):
+    with pytest.raises(ReferenceError, match="unknown subject.*'dog'"):
+        tiny_pipe(example_timeline(), {**two_subject_refs, "dog": [two_subject_refs["s1"][0]]}, **FAST)
+    with pytest.raises(ReferenceError, match="subject 's2' \\(the blue square\\) has no reference"):
+        tiny_pipe(example_timeline(), {"s1": two_subject_refs["s1"]}, **FAST)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
+    with pytest.raises(ReferenceError, match="subject 's1'.*broken.png.*not a readable image"):
+        tiny_pipe(example_timeline(), {"s1": [str(bad)], "s2": two_subject_refs["s2"]}, **FAST)
+    with pytest.raises(ReferenceError, match="at most 4"):
+        tiny_pipe(example_timeline(), {"s1": two_subject_refs["s1"] * 5, "s2": two_subject_refs["s2"]}, **FAST)
+
+
+def test_references_from_timeline_paths(tiny_pipe, tmp_path):
+    tl = example_timeline()
+    for s, colour in zip(tl.subjects, [(255, 0, 0), (0, 0, 255)]):
+        p = tmp_path / f"{s.id}.png"
+        Image.new("RGB", (24, 24), colour).save(p)
+        s.references = [str(p)]
+    out = tiny_pipe(tl, None, seed=0, **FAST)
+    assert out.frames.shape[0] == 65
+
+
+# ---- weights and loading --------------------------------------------------------------------------
+def test_reactid_weights_round_trip_and_mismatch(tmp_path):
+    torch.manual_seed(0)
+    a = ReactIDTransformer(**tiny_transformer_config())
+    with torch.no_grad():
+        for n, p in a.named_parameters():
+            if a.is_reactid_param(n):
+                p.normal_()
+    save_reactid_weights(a, tmp_path / "ck")
+    files = {p.name for p in (tmp_path / "ck").iterdir()}
+    assert files == {"reactid.safetensors", "reactid_config.json"}
+    b = ReactIDTransformer(**tiny_transformer_config())
+    load_reactid_weights(b, tmp_path / "ck")
+    for k, v in a.reactid_state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    assert len(a.reactid_state_dict()) < len(a.state_dict())  # base weights are not in the checkpoint
+    other = ReactIDTransformer(**tiny_transformer_config(layers=4, temporal_mode="vanilla_rope"))
+    with pytest.raises(CheckpointMismatch, match="num_layers: checkpoint 6, model 4.*temporal_mode"):
+        load_reactid_weights(other, tmp_path / "ck")
+
+
+def test_pipeline_save_and_reload_generates_the_same_video(tiny_pipe, two_subject_refs, tmp_path):
+    tiny_pipe.save_pretrained(tmp_path / "pipe")
+    again = ReactIDPipeline.from_pretrained(tmp_path / "pipe")
+    a = tiny_pipe(example_timeline(), two_subject_refs, seed=1, **FAST)
+    b = again(example_timeline(), two_subject_refs, seed=1, **FAST)
+    for k, v in tiny_pipe.transformer.state_dict().items():
+        assert torch.equal(v, again.transformer.state_dict()[k]), k
+    # identical weights; float rounding (~1e-7, kernel layout) may flip a rare uint8 level
+    diff = np.abs(a.frames.astype(int) - b.frames.astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.01
+
+
+def test_loads_a_local_wan_format_directory_plus_checkpoint(tmp_path, two_subject_refs):
+    """The real loader path: a diffusers Wan2.1 layout (vae/, text_encoder/, tokenizer/, transformer/,
+    scheduler/) saved locally, then a ReactID checkpoint on top."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    wan_dir = tmp_path / "Wan2.1-tiny"
+    base_cfg = {k: v for k, v in tiny_transformer_config().items() if k in ("patch_size", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "text_dim", "freq_dim", "ffn_dim", "num_layers", "rope_max_seq_len")}
+    base = WanTransformer3DModel(**base_cfg)
+    base.save_pretrained(wan_dir / "transformer")
+    tiny_vae().save_pretrained(wan_dir / "vae")
+    tiny_text_encoder().save_pretrained(wan_dir / "text_encoder")
+    tiny_tokenizer().save_pretrained(wan_dir / "tokenizer")
+    flow_scheduler().save_pretrained(wan_dir / "scheduler")
+
+    plain = ReactIDPipeline.from_pretrained(wan_dir, max_sequence_length=32, default_height=64, default_width=64)
+    assert isinstance(plain.transformer, ReactIDTransformer)
+    for k, v in base.state_dict().items():
+        assert torch.equal(plain.transformer.state_dict()[k], v), k
+
+    trained = ReactIDTransformer.from_wan(base, temporal_mode="vanilla_rope")
+    with torch.no_grad():
+        trained.blocks[0].timeline_out.weight.fill_(0.01)
+    save_reactid_weights(trained, tmp_path / "ck")
+    pipe = ReactIDPipeline.from_pretrained(wan_dir, reactid_checkpoint=tmp_path / "ck", max_sequence_length=32, default_height=64, default_width=64)
+    assert pipe.transformer.config.temporal_mode == "vanilla_rope"
+    assert torch.equal(pipe.transformer.blocks[0].timeline_out.weight, trained.blocks[0].timeline_out.weight)
+    out = pipe(example_timeline(), two_subject_refs, seed=0, **FAST)
+    assert out.frames.shape == (65, 64, 64, 3)
+
+
+# ---- video export ------------------------------------------------------------------------------------
+def test_export_mp4_is_h264_yuv420p_and_reads_back(tmp_path):
+    frames = np.zeros((17, 30, 30, 3), np.uint8)
+    for i in range(17):
+        frames[i, :, : 2 * i] = (255, 0, 0)
+    path = export_mp4(frames, tmp_path / "v.mp4", fps=16, upscale=3)
+    info = probe_video(path)
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and (info["width"], info["height"]) == (90, 90)
+    back, fps = read_video(path)
+    assert back.shape == (17, 90, 90, 3) and fps == pytest.approx(16)
+    assert back[16, 45, 10, 0] > 200 and back[0, 45, 80, 0] < 60  # content survived

@@ -1,0 +1,243 @@
+"""ReactIDTransformer: exact equivalence with Wan at initialisation, the ReactID mechanisms, ablation switches."""
+
+import math
+
+import pytest
+import torch
+from diffusers import WanTransformer3DModel
+
+from model import rope as R
+from model.conditioning import build_timeline_conditioning
+from model.losses import focal_loss
+from model.timeline import Action, Subject, Timeline, example_timeline
+from model.tiny import tiny_transformer_config
+from model.transformer import REACTID_CONFIG_KEYS, ReactIDTransformer
+
+BASE_KEYS = ("patch_size", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "text_dim", "freq_dim", "ffn_dim", "num_layers", "rope_max_seq_len")
+
+
+def random_wan(seed=0):
+    cfg = {k: v for k, v in tiny_transformer_config().items() if k in BASE_KEYS}
+    torch.manual_seed(seed)
+    base = WanTransformer3DModel(**cfg).eval()
+    with torch.no_grad():  # non-trivial weights everywhere (Wan's init leaves some at zero/one)
+        for p in base.parameters():
+            p.normal_(0, 0.2)
+    return base
+
+
+def fake_encoder(dim=32, L=6):
+    g = torch.Generator().manual_seed(1)
+
+    def enc(captions):
+        n = len(captions)
+        emb = torch.randn(n, L, dim, generator=g)
+        mask = torch.arange(L).expand(n, L) < torch.tensor([3 + (len(c) % 3) for c in captions]).view(-1, 1)
+        return emb, mask
+
+    return enc
+
+
+def inputs(seed=2, frames=5, hw=8, subjects=2):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 4, frames, hw, hw, generator=g)
+    t = torch.tensor([700.0])
+    ctx = torch.randn(1, 9, 32, generator=g)
+    refs = torch.randn(1, 3, 4, 8, 8, generator=g)
+    ref_subject = torch.tensor([[0, 0, 1]])
+    ref_text = torch.randn(1, 3, 5, 32, generator=g)
+    masks = torch.rand(1, subjects, frames * (hw // 2) ** 2, generator=g)
+    return x, t, ctx, refs, ref_subject, ref_text, masks
+
+
+@pytest.mark.parametrize("options", [{}, {"temporal_mode": "vanilla_rope"}, {"temporal_mode": "attn_mask"}, {"label_strategy": "adaptive"}, {"use_subject_binding": False}])
+def test_reactid_equals_wan_at_initialisation(options):
+    base = random_wan()
+    model = ReactIDTransformer.from_wan(base, **options).eval()
+    x, t, ctx, refs, rs, rt, masks = inputs()
+    tl = build_timeline_conditioning([example_timeline()], fake_encoder())
+    with torch.no_grad():
+        want = base(x, t, ctx).sample
+        feats = model.encode_references(refs, rs, rt, num_subjects=2)
+        got = model(x, t, ctx, reference_features=feats, timeline=tl, subject_masks=masks)
+    assert got.sample.shape == want.shape
+    assert (got.sample - want).abs().max().item() <= 1e-5
+    if options.get("use_subject_binding", True):
+        assert got.mask_logits.shape == (1, 2, masks.shape[-1])
+
+
+def test_trained_reactid_paths_do_change_the_output():
+    """The equivalence above is not vacuous: once the zero-initialised outputs move, references and the timeline matter."""
+    base = random_wan()
+    model = ReactIDTransformer.from_wan(base).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ref_out" in name or "timeline_out" in name:
+                p.normal_(0, 0.1)
+    x, t, ctx, refs, rs, rt, masks = inputs()
+    tl = build_timeline_conditioning([example_timeline()], fake_encoder())
+    with torch.no_grad():
+        feats = model.encode_references(refs, rs, rt, num_subjects=2)
+        plain = model(x, t, ctx).sample
+        with_refs = model(x, t, ctx, reference_features=feats).sample
+        with_tl = model(x, t, ctx, reference_features=feats, timeline=tl, subject_masks=masks).sample
+    assert (with_refs - plain).abs().max() > 1e-3
+    assert (with_tl - with_refs).abs().max() > 1e-3
+
+
+def test_from_wan_copies_base_blocks_into_reference_blocks():
+    base = random_wan()
+    model = ReactIDTransformer.from_wan(base)
+    for i, rb in enumerate(model.ref_blocks):
+        for k, v in rb.state_dict().items():
+            assert torch.equal(v, base.blocks[i].state_dict()[k]), k
+    assert torch.equal(model.ref_patch_embedding.weight, base.patch_embedding.weight)
+    assert all(torch.count_nonzero(b.ref_out.weight) == 0 and torch.count_nonzero(b.timeline_out.weight) == 0 for b in model.blocks)
+    counts = model.trainable_parameter_counts()
+    assert counts["base"] == sum(p.numel() for p in base.parameters()) and counts["reactid"] > 0
+
+
+def test_unknown_option_and_bad_modes_are_refused():
+    base = random_wan()
+    with pytest.raises(TypeError, match="unknown ReactID option"):
+        ReactIDTransformer.from_wan(base, use_magic=True)
+    with pytest.raises(ValueError, match="temporal_mode must be one of"):
+        ReactIDTransformer(**tiny_transformer_config(temporal_mode="spline"))
+    with pytest.raises(ValueError, match="label_strategy"):
+        ReactIDTransformer(**tiny_transformer_config(label_strategy="fancy"))
+
+
+def test_components_can_be_switched_off():
+    m = ReactIDTransformer(**tiny_transformer_config(use_reference_branch=False, use_timeline=False))
+    assert not hasattr(m, "ref_blocks") and not hasattr(m.blocks[0], "timeline_out") and m.blocks[-1].mask_head is None
+    assert set(REACTID_CONFIG_KEYS) <= set(m.config)
+    with pytest.raises(RuntimeError, match="without the reference branch"):
+        m.encode_references(torch.zeros(1, 1, 4, 8, 8), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, 2, 32))
+
+
+def test_mask_prediction_is_the_mean_of_the_last_five_blocks():
+    model = ReactIDTransformer(**tiny_transformer_config(layers=7)).eval()
+    heads = [i for i, b in enumerate(model.blocks) if b.mask_head is not None]
+    assert heads == [2, 3, 4, 5, 6]
+    x, t, ctx, refs, rs, rt, masks = inputs()
+    seen = []
+    hooks = [model.blocks[i].register_forward_hook(lambda mod, a, out: seen.append(out[1])) for i in heads]
+    with torch.no_grad():
+        out = model(x, t, ctx, reference_features=model.encode_references(refs, rs, rt, 2))
+    for h in hooks:
+        h.remove()
+    want = torch.stack(seen).mean(0).transpose(1, 2)
+    assert torch.allclose(out.mask_logits, want)
+
+
+# ---- TA-RoPE ----------------------------------------------------------------------------------
+def test_ta_rope_gives_equal_positions_at_equal_fractions_of_actions():
+    # subject 0: actions of 4 and 12 latent frames; subject 1: one action of 8 frames after a gap
+    spans = torch.tensor([[[[0.0, 4.0], [4.0, 16.0]], [[2.0, 10.0], [0.0, 0.0]]]])
+    n = torch.tensor([[2, 1]])
+    frames = torch.tensor([0.0, 1.0, 2.0, 4.0, 7.0, 10.0, 13.0, 16.0])
+    pos = R.ta_rope_positions(frames, spans, n, T=2.0)
+    # subject 0: halfway through action 0 (frame 2) -> 1.0; halfway through action 1 (frame 10) -> 3.0
+    assert pos[0, 0, 2].item() == pytest.approx(1.0) and pos[0, 0, 5].item() == pytest.approx(3.0)
+    # the same fraction (1/4) of actions of different lengths -> the same offset inside the action
+    assert (pos[0, 0, 1] - 0).item() == pytest.approx(0.5) and (pos[0, 0, 4] - 2).item() == pytest.approx(0.5)
+    # subject 1: before its action 0, then linear, then held at T after it ends
+    assert pos[0, 1, 0].item() == 0.0 and pos[0, 1, 3].item() == pytest.approx(0.5) and pos[0, 1, 7].item() == pytest.approx(2.0)
+
+
+def test_caption_positions_sit_at_action_centres():
+    spans = torch.tensor([[[[0.0, 4.0], [4.0, 16.0]]]])
+    ts, ta = torch.tensor([[0, 0, 0]]), torch.tensor([[0, 1, 1]])
+    assert R.caption_positions(spans, ts, ta, "ta_rope", 2.0).tolist() == [[1.0, 3.0, 3.0]]
+    assert R.caption_positions(spans, ts, ta, "vanilla_rope", 2.0).tolist() == [[2.0, 10.0, 10.0]]
+
+
+def test_ta_rope_equal_fraction_gives_equal_attention_logit():
+    """Rotary with TA positions: a query a quarter into a short action and one a quarter into a long
+    action see their caption with the same logit."""
+    d = 16
+    fr = R.rope_frequencies(d, 10000.0)
+    q = torch.randn(1, 1, 1, d)
+    k = torch.randn(1, 1, 1, d)
+    logits = []
+    for frame, spans in [(1.0, (0.0, 4.0)), (6.0, (4.0, 12.0))]:
+        pos_q = R.ta_rope_positions(torch.tensor([frame]), torch.tensor([[[[*spans]]]]), torch.tensor([[1]]), 2.0)[0, 0]
+        cq, sq = R.rotary_cos_sin(pos_q.view(1, 1), fr)
+        ck, sk = R.rotary_cos_sin(torch.tensor([[1.0]]), fr)  # caption of action 0 at T/2
+        logits.append((R.apply_rotary(q, cq.unsqueeze(2), sq.unsqueeze(2)) * R.apply_rotary(k, ck.unsqueeze(2), sk.unsqueeze(2))).sum().item())
+    assert logits[0] == pytest.approx(logits[1], abs=1e-5)
+
+
+# ---- label binding ------------------------------------------------------------------------------
+def test_uniform_and_adaptive_labels():
+    probs = torch.tensor([[[0.9, 0.2, 0.1], [0.05, 0.7, 0.3]]])  # [B=1, S=2, N=3]
+    assert R.token_labels(probs, 2, 20, "uniform").tolist() == [[2.0, 22.0, 0.0]]
+    ad = R.token_labels(probs, 2, 20, "adaptive")[0]
+    assert ad[0].item() == pytest.approx(1.8) and ad[1].item() == pytest.approx(15.4) and ad[2].item() == 0.0
+
+
+def test_label_rotary_keeps_cross_subject_attention_far_below_own_subject():
+    """Video tokens of subject i and caption tokens of subjects 0..2 with identical content: after the
+    label rotation a token's attention mass on its own subject's captions dwarfs the others'."""
+    torch.manual_seed(0)
+    d, S, per = 42, 3, 6
+    fr = R.rope_frequencies(d, 100.0)
+    content = torch.randn(per, d) * 1.5
+    keys = content.repeat(S, 1)  # captions of every subject share content: only the label differs
+    key_labels = R.label_values(S, 2, 20).repeat_interleave(per)
+    ck, sk = R.rotary_cos_sin(key_labels.view(1, -1), fr)
+    k = R.apply_rotary(keys.view(1, -1, 1, d), ck.unsqueeze(2), sk.unsqueeze(2))[0, :, 0]
+    for i in range(S):
+        q_label = R.label_values(S, 2, 20)[i].view(1, 1)
+        cq, sq = R.rotary_cos_sin(q_label, fr)
+        q = R.apply_rotary(content.view(1, per, 1, d), cq.unsqueeze(2).expand(1, per, 1, d), sq.unsqueeze(2).expand(1, per, 1, d))[0, :, 0]
+        probs = torch.softmax(q @ k.T / math.sqrt(d) * 4, dim=-1)  # [per, S*per]
+        mass = probs.view(per, S, per).sum(-1).mean(0)
+        own, cross = mass[i].item(), (mass.sum() - mass[i]).item() / (S - 1)
+        assert own > 0.8 and cross < own / 20, (i, mass.tolist())
+
+
+# ---- backends -----------------------------------------------------------------------------------
+def test_masked_binding_refuses_a_maskless_backend():
+    model = ReactIDTransformer(**tiny_transformer_config(temporal_mode="attn_mask")).eval()
+    for b in model.blocks:
+        b.attn2.processor._attention_backend = "flash"
+    x, t, ctx, *_ = inputs()
+    tl = build_timeline_conditioning([example_timeline()], fake_encoder())
+    with pytest.raises(RuntimeError, match="cannot take attention masks"):
+        with torch.no_grad():
+            model(x, t, ctx, timeline=tl)
+    fresh = ReactIDTransformer(**tiny_transformer_config(temporal_mode="attn_mask"))
+    with pytest.raises(RuntimeError, match="temporal_mode='attn_mask' needs"):
+        fresh.set_attention_backend("flash")
+    ok = ReactIDTransformer(**tiny_transformer_config())
+    ok.set_attention_backend("native")  # SDPA: takes masks
+    assert ok.blocks[0].backend_name() == "native"
+
+
+# ---- focal loss -----------------------------------------------------------------------------------
+def test_focal_loss_matches_the_formula():
+    logits = torch.tensor([2.0, -1.0, 0.3, -3.0])
+    y = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    alpha, gamma = 0.25, 2.0
+    want = []
+    for z, t in zip(logits.tolist(), y.tolist()):
+        p = 1 / (1 + math.exp(-z))
+        pt = p if t == 1 else 1 - p
+        at = alpha if t == 1 else 1 - alpha
+        want.append(-at * (1 - pt) ** gamma * math.log(pt))
+    assert focal_loss(logits, y, alpha, gamma).item() == pytest.approx(sum(want) / 4, rel=1e-5)
+    valid = torch.tensor([True, False, True, False])
+    assert focal_loss(logits, y, alpha, gamma, valid=valid).item() == pytest.approx((want[0] + want[2]) / 2, rel=1e-5)
+
+
+def test_gradients_reach_the_new_modules():
+    model = ReactIDTransformer(**tiny_transformer_config())
+    x, t, ctx, refs, rs, rt, masks = inputs()
+    tl = build_timeline_conditioning([example_timeline()], fake_encoder())
+    out = model(x, t, ctx, reference_features=model.encode_references(refs, rs, rt, 2), timeline=tl, subject_masks=(masks > 0.5).float())
+    loss = out.sample.pow(2).mean() + focal_loss(out.mask_logits, (masks > 0.5).float())
+    loss.backward()
+    assert model.blocks[0].ref_out.weight.grad.abs().sum() > 0
+    assert model.blocks[0].timeline_out.weight.grad.abs().sum() > 0
+    assert model.blocks[-1].mask_head.net[0].weight.grad.abs().sum() > 0
