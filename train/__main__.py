@@ -1,0 +1,105 @@
+"""Command line: `python -m train --config sprite [--resume] [--set optim.steps=100] [--export DIR]`.
+
+Stages (each skipped when its output already exists in the run directory, so a killed run resumes):
+1. sprite VAE (train/vae.py) unless vae.checkpoint is given;
+2. the frozen cache (latents, masks, text embeddings, difficulty);
+3. the transformer with the curriculum; JSONL log in <output_dir>/log.jsonl;
+4. with --export, a self-contained pipeline directory the studio loads.
+Stop a run gracefully by creating <output_dir>/STOP (the studio's Stop button does this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError, load_config, parse_override
+from .loop import Trainer, build_text_encoder, log_line
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="YAML file or preset name (train/presets: sprite, sprite_bench, wan1.3b_8gpu)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. optim.steps=100")
+    ap.add_argument("--output-dir", help="overrides output_dir")
+    ap.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint.pt")
+    ap.add_argument("--max-steps", type=int, help="stop after this many steps (the schedule still spans optim.steps)")
+    ap.add_argument("--export", help="write a pipeline directory here when training ends")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    args = ap.parse_args(argv)
+    try:
+        overrides: dict = {}
+        for s in args.set:
+            from .config import _merge
+
+            overrides = _merge(overrides, parse_override(s))
+        if args.output_dir:
+            overrides["output_dir"] = args.output_dir
+        cfg = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "STOP").unlink(missing_ok=True)
+    log_path = out / "log.jsonl"
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    t0 = time.time()
+    vae = _vae(cfg, out, log_path)
+    from .prepare import load_or_build_cache
+
+    cache = load_or_build_cache(cfg, vae, log_path)
+    trainer = Trainer(cfg, cache, log_path)
+    (out / "curriculum.json").write_text(json.dumps(trainer.schedule.describe(), indent=2) + "\n")
+    result = trainer.run(resume=args.resume, max_steps=args.max_steps, stop_flag=out / "STOP")
+    log_line(log_path, {"event": "done", "step": result["step"], "seconds": round(time.time() - t0, 1)})
+    if args.export:
+        export_pipeline(cfg, trainer.final_model(), vae, Path(args.export))
+        log_line(log_path, {"event": "exported", "path": args.export})
+    return 0
+
+
+def _vae(cfg, out: Path, log_path: Path):
+    from diffusers import AutoencoderKLWan
+
+    if cfg.vae.checkpoint:
+        return AutoencoderKLWan.from_pretrained(cfg.vae.checkpoint).eval()
+    vae_dir = out / "vae"
+    if (vae_dir / "config.json").is_file():
+        return AutoencoderKLWan.from_pretrained(vae_dir).eval()
+    from .prepare import sprite_clips
+    from .vae import reconstruction_psnr, train_vae
+
+    v = cfg.vae
+    sub = cfg.data.num_clips
+    small = type(cfg)(**{**cfg.__dict__})
+    small.data = type(cfg.data)(**{**cfg.data.__dict__, "num_clips": min(sub, 400)})
+    videos = np.stack([c.frames for c in sprite_clips(small)])
+    vae = train_vae(videos, vae_dir, z_dim=v.z_dim, base_dim=v.base_dim, steps=v.steps, batch_size=v.batch_size, lr=v.lr, kl_weight=v.kl_weight,
+                    snippet_frames=v.snippet_frames, seed=cfg.seed, log=lambda line: log_line(log_path, json.loads(line)))
+    log_line(log_path, {"event": "vae_done", "psnr_db": round(reconstruction_psnr(vae, videos[:8]), 2)})
+    return vae
+
+
+def export_pipeline(cfg, transformer, vae, directory: Path) -> Path:
+    from model.pipeline import ReactIDPipeline
+    from model.tiny import flow_scheduler
+
+    text_encoder, tokenizer = build_text_encoder(cfg)
+    pipe = ReactIDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer.float().eval(), scheduler=flow_scheduler(3.0),
+                           max_sequence_length=cfg.text.max_length, default_height=cfg.height, default_width=cfg.width, default_fps=16,
+                           reference_size=min(cfg.height, cfg.width), max_frames=81)
+    pipe.save_pretrained(directory)
+    return directory
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Training configuration: YAML in, validated dataclasses out. Unknown keys and impossible values fail
+before any work starts, with the key's dotted path in the message."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESETS_DIR = Path(__file__).with_name("presets")
+
+
+class ConfigError(ValueError):
+    """A config problem; the message starts with the key's dotted path."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "sprites"  # 'sprites' (generated from seeds) or 'dir' (a dataset directory, docs/DATASET.md)
+    path: str | None = None  # dataset directory for source='dir'
+    num_clips: int = 1200
+    world: dict = field(default_factory=dict)  # train.sprites.WorldConfig options
+    seed: int = 1234
+
+
+@dataclass
+class VAEConfig:
+    checkpoint: str | None = None  # an AutoencoderKLWan directory; None -> train one (sprite world)
+    z_dim: int = 8
+    base_dim: int = 16
+    steps: int = 1200
+    batch_size: int = 8
+    lr: float = 2e-3
+    kl_weight: float = 1e-6
+    snippet_frames: int = 5
+
+
+@dataclass
+class TextConfig:
+    checkpoint: str | None = None  # a UMT5 encoder directory; None -> a small frozen random UMT5 (sprite world)
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 4
+    max_length: int = 32
+
+
+@dataclass
+class ModelConfig:
+    base: str | None = None  # a Wan2.1 diffusers directory / hub id to start from; None -> build from the sizes below
+    heads: int = 4
+    head_dim: int = 32
+    layers: int = 6
+    ffn_dim: int = 256
+    reactid: dict = field(default_factory=dict)  # ReactIDTransformer options (REACTID_CONFIG_KEYS)
+
+
+@dataclass
+class CurriculumConfig:
+    enabled: bool = True
+    phase_ratios: list = field(default_factory=lambda: [4, 2, 1, 1])
+    inter_ratios: list = field(default_factory=lambda: [0.0, 0.0, 0.11, 0.33])
+    lambdas: list = field(default_factory=lambda: [0.5, 1.0, 1.0])  # (sub, app, sam)
+    no_curriculum_inter_ratio: float = 0.11
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    mask_loss_weight: float = 0.5
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    cond_dropout: float = 0.1  # drop prompt + timeline so classifier-free guidance works
+    mixed_precision: str = "no"  # 'no' | 'bf16' | 'fp16' (accelerate)
+    gradient_checkpointing: bool = False
+    train_base: bool = True  # False: train only ReactID's new modules (fine-tuning a real Wan)
+    log_every: int = 10
+    checkpoint_every: int = 200
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/sprite"
+    seed: int = 0
+    height: int = 64
+    width: int = 64
+    data: DataConfig = field(default_factory=DataConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _build(cls, obj: Any, path: str):
+    if obj is None:
+        return cls()
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(obj).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(obj) - set(known))
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known here: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name, value in obj.items():
+        f = known[name]
+        sub = f.default_factory
+        if sub is not MISSING and is_dataclass(sub):
+            kwargs[name] = _build(sub, value, f"{path}.{name}" if path else name)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check(cfg: TrainConfig) -> TrainConfig:
+    def bad(key, msg):
+        raise ConfigError(f"{key}: {msg}")
+
+    o = cfg.optim
+    for key in ("steps", "batch_size"):
+        if not isinstance(getattr(o, key), int) or getattr(o, key) < 1:
+            bad(f"optim.{key}", f"must be a positive integer, got {getattr(o, key)!r}")
+    if not o.lr > 0:
+        bad("optim.lr", f"must be > 0, got {o.lr}")
+    if o.warmup_steps < 0:
+        bad("optim.warmup_steps", "must be >= 0")
+    if o.mixed_precision not in ("no", "bf16", "fp16"):
+        bad("optim.mixed_precision", f"must be 'no', 'bf16' or 'fp16', got {o.mixed_precision!r}")
+    if not 0 <= o.cond_dropout < 1:
+        bad("optim.cond_dropout", "must be in [0, 1)")
+    if cfg.height % 16 or cfg.width % 16:
+        bad("height" if cfg.height % 16 else "width", "must be a multiple of 16 (VAE x8, patch x2)")
+    d = cfg.data
+    if d.source not in ("sprites", "dir"):
+        bad("data.source", f"must be 'sprites' or 'dir', got {d.source!r}")
+    if d.source == "dir" and (not d.path or not Path(d.path).is_dir()):
+        bad("data.path", f"dataset directory not found: {d.path!r}")
+    if d.source == "sprites" and d.num_clips < max(8, o.batch_size):
+        bad("data.num_clips", f"must be >= max(8, optim.batch_size), got {d.num_clips}")
+    c = cfg.curriculum
+    if len(c.phase_ratios) != 4 or any(r <= 0 for r in c.phase_ratios):
+        bad("curriculum.phase_ratios", f"must be four positive numbers, got {c.phase_ratios}")
+    if len(c.inter_ratios) != 4 or any(not 0 <= r <= 1 for r in c.inter_ratios):
+        bad("curriculum.inter_ratios", f"must be four numbers in [0, 1], got {c.inter_ratios}")
+    if len(c.lambdas) != 3 or any(x < 0 for x in c.lambdas):
+        bad("curriculum.lambdas", f"must be three non-negative weights (sub, app, sam), got {c.lambdas}")
+    if cfg.vae.checkpoint is None and cfg.vae.steps < 1:
+        bad("vae.steps", "must be >= 1 when no vae.checkpoint is given")
+    if cfg.vae.checkpoint is not None and not Path(cfg.vae.checkpoint).is_dir():
+        bad("vae.checkpoint", f"directory not found: {cfg.vae.checkpoint}")
+    from model.transformer import REACTID_CONFIG_KEYS
+
+    unknown = sorted(set(cfg.model.reactid) - set(REACTID_CONFIG_KEYS))
+    if unknown:
+        bad(f"model.reactid.{unknown[0]}", f"unknown ReactID option (known: {', '.join(REACTID_CONFIG_KEYS)})")
+    if cfg.model.ffn_dim < 1 or cfg.model.layers < 1 or cfg.model.heads < 1:
+        bad("model", "heads, layers and ffn_dim must be positive")
+    return cfg
+
+
+def load_config(source: str | Path | dict, overrides: dict | None = None) -> TrainConfig:
+    """A YAML path, a preset name (train/presets/NAME.yaml) or a dict -> validated TrainConfig."""
+    if isinstance(source, dict):
+        obj = source
+    else:
+        path = Path(source)
+        if not path.is_file() and (PRESETS_DIR / f"{source}.yaml").is_file():
+            path = PRESETS_DIR / f"{source}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"config: file not found: {source}")
+        try:
+            obj = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config: {path.name} is not valid YAML: {exc}") from None
+    if overrides:
+        obj = _merge(obj, overrides)
+    return _check(_build(TrainConfig, obj, ""))
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """'optim.steps=10' -> {'optim': {'steps': 10}} (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key.path=value")
+    key, value = text.split("=", 1)
+    out: dict = {}
+    cur = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = yaml.safe_load(value)
+    return out

@@ -1,0 +1,302 @@
+"""The training loop: flow matching + focal mask loss, curriculum sampling, exact resume.
+
+Data order, noise and timesteps at step k are pure functions of (seed, k), and a checkpoint holds the
+model, optimizer, LR schedule and step, written atomically. So a run killed with -9 and resumed with
+`--resume` continues with the same batches and the same losses as an uninterrupted run.
+
+Expensive, frozen inputs (VAE latents of clips and references, text embeddings, subject masks on the
+token grid, difficulty scores) are computed once into `cache.pt`, as one does for Wan-scale training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.conditioning import build_timeline_conditioning
+from model.losses import add_flow_noise, flow_matching_loss, focal_loss
+from model.timeline import Timeline
+from model.transformer import ReactIDTransformer
+
+from .config import TrainConfig
+
+
+def log_line(path: Path | None, record: dict) -> None:
+    line = json.dumps(record)
+    print(line, flush=True)
+    if path is not None:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# Components
+# --------------------------------------------------------------------------------------------------
+def build_text_encoder(cfg: TrainConfig):
+    from transformers import ByT5Tokenizer, UMT5EncoderModel
+
+    from model.tiny import tiny_text_encoder
+
+    if cfg.text.checkpoint:
+        from transformers import AutoTokenizer
+
+        return UMT5EncoderModel.from_pretrained(cfg.text.checkpoint).eval(), AutoTokenizer.from_pretrained(cfg.text.checkpoint)
+    torch.manual_seed(cfg.seed + 17)  # frozen random encoder: deterministic given the seed
+    return tiny_text_encoder(cfg.text.d_model, cfg.text.layers, cfg.text.heads), ByT5Tokenizer()
+
+
+def build_transformer(cfg: TrainConfig, in_channels: int, text_dim: int) -> ReactIDTransformer:
+    if cfg.model.base:
+        return ReactIDTransformer.from_wan(cfg.model.base, **cfg.model.reactid)
+    reactid = {"num_reference_blocks": 2, "mask_blocks": min(5, cfg.model.layers), "mask_hidden_dim": 32, "max_subjects": 6}
+    reactid.update(cfg.model.reactid)
+    torch.manual_seed(cfg.seed)
+    return ReactIDTransformer(
+        patch_size=(1, 2, 2), num_attention_heads=cfg.model.heads, attention_head_dim=cfg.model.head_dim, in_channels=in_channels,
+        out_channels=in_channels, text_dim=text_dim, freq_dim=64, ffn_dim=cfg.model.ffn_dim, num_layers=cfg.model.layers,
+        rope_max_seq_len=256, **reactid,
+    )
+
+
+@torch.no_grad()
+def encode_texts(text_encoder, tokenizer, texts: list[str], max_length: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    out = {}
+    uniq = sorted(set(texts))
+    for i in range(0, len(uniq), 64):
+        chunk = uniq[i : i + 64]
+        tok = tokenizer(chunk, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+        emb = text_encoder(input_ids=tok.input_ids, attention_mask=tok.attention_mask).last_hidden_state
+        emb = emb * tok.attention_mask.unsqueeze(-1)
+        for t, e, m in zip(chunk, emb, tok.attention_mask.bool()):
+            out[t] = (e.clone(), m.clone())
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Curriculum: which samples a step may draw, and with which reference kind
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class StepPlan:
+    indices: np.ndarray
+    inter: np.ndarray  # bool per sample: use the inter-clip reference
+    phase: int
+    threshold: float
+
+
+class CurriculumSchedule:
+    """Paper §3.2 over (clip, reference kind) samples: thresholds at the quartiles of the pre-sorted
+    overall difficulty (inter-clip samples carry D_sam = 1), total steps split 4:2:1:1 into phases, the
+    threshold stepped at each phase change and fixed between, and an inter-clip reference ratio per
+    phase among the eligible samples. `enabled=False` is the ablation: every sample from step 0 with a
+    constant inter ratio. Sampling is a pure function of (seed, step), so resumes replay the same data."""
+
+    def __init__(self, intra_scores, inter_scores, total_steps: int, phase_ratios, inter_ratios, enabled: bool = True, flat_inter: float = 0.11, seed: int = 0):
+        self.intra = np.asarray(intra_scores, dtype=np.float64)
+        self.inter = np.asarray(inter_scores, dtype=np.float64)
+        allscores = np.concatenate([self.intra, self.inter])
+        self.thresholds = [float(x) for x in np.quantile(allscores, [0.25, 0.5, 0.75, 1.0])]
+        ratios = np.asarray(phase_ratios, dtype=np.float64)
+        self.phase_ends = [int(b) for b in np.floor(np.cumsum(ratios) / ratios.sum() * total_steps)]
+        self.phase_ends[-1] = total_steps
+        self.inter_ratios = [float(r) for r in inter_ratios]
+        self.enabled, self.flat_inter, self.seed, self.total_steps = enabled, flat_inter, seed, total_steps
+
+    def phase(self, step: int) -> int:
+        return next((i for i, end in enumerate(self.phase_ends) if step < end), 3)
+
+    def plan(self, step: int, batch_size: int) -> StepPlan:
+        rng = np.random.default_rng([self.seed, step, 0xC0])
+        if self.enabled:
+            ph = self.phase(step)
+            tau, ratio = self.thresholds[ph], self.inter_ratios[ph]
+        else:
+            ph, tau, ratio = -1, float("inf"), self.flat_inter
+        ok_intra = np.flatnonzero(self.intra <= tau + 1e-12)
+        ok_inter = np.flatnonzero(self.inter <= tau + 1e-12)
+        if len(ok_intra) == 0:  # the easiest sample is always allowed
+            ok_intra = np.array([int(np.argmin(self.intra))])
+        inter = (rng.random(batch_size) < ratio) & (len(ok_inter) > 0)
+        idx = np.where(inter, rng.choice(ok_inter, batch_size) if len(ok_inter) else 0, rng.choice(ok_intra, batch_size))
+        return StepPlan(idx.astype(int), inter, ph, tau)
+
+    def describe(self) -> dict:
+        """Plot-ready: phase boundaries, thresholds, eligible sample counts and inter ratios per phase."""
+        eligible = [int((self.intra <= t + 1e-12).sum() + (self.inter <= t + 1e-12).sum()) for t in self.thresholds]
+        return {"phase_starts": [0] + self.phase_ends[:-1], "phase_ends": self.phase_ends, "thresholds": self.thresholds,
+                "eligible": eligible, "total_samples": int(len(self.intra) + len(self.inter)), "inter_ratios": self.inter_ratios, "enabled": self.enabled}
+
+
+# --------------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, cfg: TrainConfig, cache: dict, log_path: Path | None = None):
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.cache = cache
+        self.log_path = log_path
+        self.out = Path(cfg.output_dir)
+        self.accelerator = Accelerator(mixed_precision=cfg.optim.mixed_precision, cpu=not torch.cuda.is_available())
+        z = cache["latents"].shape[1]
+        text_dim = next(iter(cache["text"].values()))[0].shape[-1]
+        self.model = build_transformer(cfg, z, text_dim)
+        if cfg.optim.gradient_checkpointing:
+            self.model.enable_gradient_checkpointing()
+        params = [p for n, p in self.model.named_parameters() if cfg.optim.train_base or ReactIDTransformer.is_reactid_param(n)]
+        if not cfg.optim.train_base:
+            for n, p in self.model.named_parameters():
+                p.requires_grad_(ReactIDTransformer.is_reactid_param(n))
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=(0.9, 0.99))
+        total, warm = cfg.optim.steps, cfg.optim.warmup_steps
+        self.lr_lambda = lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, self.optimizer, self.scheduler)
+        c = cfg.curriculum
+        self.schedule = CurriculumSchedule(cache["difficulty_intra"], cache["difficulty_inter"], cfg.optim.steps, c.phase_ratios, c.inter_ratios, c.enabled, c.no_curriculum_inter_ratio, cfg.seed)
+        self.step = 0
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        ck = self.out / "checkpoint.pt"
+        tmp = self.out / "checkpoint.pt.tmp"
+        state = {
+            "step": self.step,
+            "model": self.accelerator.unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "model_config": dict(self.accelerator.unwrap_model(self.model).config),
+        }
+        torch.save(state, tmp)
+        os.replace(tmp, ck)  # atomic: a kill during the save leaves the previous checkpoint intact
+        return ck
+
+    def load_checkpoint(self) -> bool:
+        ck = self.out / "checkpoint.pt"
+        if not ck.is_file():
+            return False
+        state = torch.load(ck, map_location="cpu", weights_only=False)
+        model = self.accelerator.unwrap_model(self.model)
+        want = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+        have = {k: v for k, v in state["model_config"].items() if not k.startswith("_")}
+        diffs = [f"{k}: checkpoint {have.get(k)!r}, config {want.get(k)!r}" for k in sorted(set(want) | set(have)) if _norm(want.get(k)) != _norm(have.get(k))]
+        if diffs:
+            raise ValueError(f"{ck}: checkpoint does not match the model config — " + "; ".join(diffs))
+        model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        return True
+
+    # ---- one batch -------------------------------------------------------------------------------
+    def batch(self, plan: StepPlan):
+        c = self.cache
+        B = len(plan.indices)
+        lat = c["latents"][plan.indices]  # [B, z, F', h, w]
+        S = max(c["num_subjects"][i] for i in plan.indices)
+        refs, ref_subj, ref_text, masks = [], [], [], []
+        zr = c["ref_intra"][plan.indices[0]].shape[1:]
+        name_len = next(iter(c["text"].values()))[0].shape[0]
+        for b, i in enumerate(plan.indices):
+            n = c["num_subjects"][i]
+            src = c["ref_inter"][i] if plan.inter[b] else c["ref_intra"][i]
+            r = torch.zeros(S, *zr)
+            r[:n] = src[:n]
+            refs.append(r)
+            ref_subj.append(torch.tensor([s if s < n else -1 for s in range(S)]))
+            names = torch.zeros(S, name_len, ref_text_dim(c))
+            for s in range(n):
+                names[s] = c["text"][c["names"][i][s]][0]
+            ref_text.append(names)
+            m = torch.zeros(S, c["masks"][i].shape[-1])
+            m[:n] = c["masks"][i][:n].float()
+            masks.append(m)
+        timelines = [Timeline.from_dict(c["timelines"][i], validate=False) for i in plan.indices]
+        tl = build_timeline_conditioning(timelines, lambda caps: _lookup(c["text"], caps))
+        prompts = torch.stack([c["text"][c["prompts"][i]][0] for i in plan.indices])
+        return lat, torch.stack(refs), torch.stack(ref_subj), torch.stack(ref_text), torch.stack(masks), tl, prompts
+
+    def train_step(self, plan: StepPlan) -> dict:
+        cfg = self.cfg.optim
+        model = self.model
+        lat, refs, ref_subj, ref_text, masks, tl, prompts = self.batch(plan)
+        B = lat.shape[0]
+        g = torch.Generator().manual_seed(int(self.cfg.seed * 1_000_003 + self.step))
+        noise = torch.randn(lat.shape, generator=g)
+        # logit-normal sigmas (SD3/Wan practice) concentrate on mid noise levels, where structure is decided
+        sigma = torch.sigmoid(torch.randn(B, generator=g))
+        drop = torch.rand(B, generator=g) < cfg.cond_dropout
+        x_t = add_flow_noise(lat, noise, sigma)
+        empty = self.cache["text"][""][0]
+        prompts = torch.where(drop.view(B, 1, 1), empty.unsqueeze(0), prompts)
+        unwrapped = self.accelerator.unwrap_model(model)
+        dev = self.accelerator.device
+        with self.accelerator.autocast():
+            feats = unwrapped.encode_references(refs.to(dev), ref_subj.to(dev), ref_text.to(dev), num_subjects=refs.shape[1])
+            # the timeline is dropped with the prompt (as in the negative branch at inference)
+            keep = ~drop
+            tl.embeds = tl.embeds * keep.view(B, 1, 1).to(tl.embeds.dtype)
+            tl.valid = tl.valid & keep.view(B, 1)
+            out = model(x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), reference_features=feats, timeline=tl.to(dev), subject_masks=masks.to(dev))
+            fm = flow_matching_loss(out.sample, noise.to(dev), lat.to(dev))
+            valid = (ref_subj >= 0).to(dev).unsqueeze(-1)
+            fl = focal_loss(out.mask_logits.float(), masks.to(dev), cfg.focal_alpha, cfg.focal_gamma, valid=valid) if out.mask_logits is not None else torch.zeros((), device=dev)
+            loss = fm + cfg.mask_loss_weight * fl
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        gn = self.accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": loss.item(), "flow": fm.item(), "focal": fl.item(), "grad_norm": float(gn)}
+
+    def run(self, resume: bool = False, max_steps: int | None = None, stop_flag: Path | None = None) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume and self.load_checkpoint():
+            log_line(self.log_path, {"event": "resumed", "step": self.step})
+        self.model.train()
+        end = self.cfg.optim.steps if max_steps is None else min(self.cfg.optim.steps, max_steps)
+        t0, seen = time.time(), 0
+        last = {}
+        while self.step < end:
+            plan = self.schedule.plan(self.step, self.cfg.optim.batch_size)
+            ts = time.time()
+            stats = self.train_step(plan)
+            seen += len(plan.indices)
+            self.step += 1
+            last = stats
+            if self.step % self.cfg.optim.log_every == 0 or self.step == end or self.step == 1:
+                log_line(self.log_path, {"step": self.step, **{k: round(v, 6) for k, v in stats.items()}, "lr": self.scheduler.get_last_lr()[0],
+                                         "threshold": plan.threshold, "phase": plan.phase + 1, "inter_frac": float(plan.inter.mean()),
+                                         "samples_per_s": round(len(plan.indices) / max(1e-6, time.time() - ts), 2)})
+            if self.step % self.cfg.optim.checkpoint_every == 0 or self.step == end:
+                self.save_checkpoint()
+            if stop_flag is not None and stop_flag.exists():
+                self.save_checkpoint()
+                log_line(self.log_path, {"event": "stopped", "step": self.step})
+                break
+        return {"step": self.step, "seconds": time.time() - t0, **last}
+
+    def final_model(self) -> ReactIDTransformer:
+        return self.accelerator.unwrap_model(self.model).eval()
+
+
+def ref_text_dim(cache: dict) -> int:
+    return next(iter(cache["text"].values()))[0].shape[-1]
+
+
+def _lookup(text: dict, captions: list[str]):
+    embs = torch.stack([text[c][0] for c in captions])
+    masks = torch.stack([text[c][1] for c in captions])
+    return embs, masks
+
+
+def _norm(v):
+    return list(v) if isinstance(v, tuple) else v

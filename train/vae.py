@@ -1,0 +1,71 @@
+"""A small AutoencoderKLWan for the sprite world, trained by the project (DESIGN.md §5: the default model
+needs a compact latent like Wan's; a fixed space-to-depth 'VAE' could not be learned through).
+
+Same class and causal x4 time / x8 space compression as Wan's VAE, fewer channels. Trained on short
+snippets (1 + 4k frames) so both the first-frame path and the chunked causal path learn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKLWan
+
+
+def build_vae(z_dim: int = 8, base_dim: int = 16) -> AutoencoderKLWan:
+    return AutoencoderKLWan(base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
+                            latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
+
+
+def train_vae(videos: np.ndarray, out_dir: str | Path, *, z_dim: int = 8, base_dim: int = 16, steps: int = 1000, batch_size: int = 8,
+              lr: float = 2e-3, kl_weight: float = 1e-6, snippet_frames: int = 5, seed: int = 0, log=print) -> AutoencoderKLWan:
+    """videos: uint8 [N, F, H, W, 3]. Writes the VAE (with latent mean/std measured on the data) to out_dir."""
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    vae = build_vae(z_dim, base_dim).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    N, Fr = videos.shape[:2]
+    t0 = time.time()
+    for step in range(steps):
+        idx = rng.integers(0, N, batch_size)
+        starts = rng.integers(0, Fr - snippet_frames + 1, batch_size)
+        x = np.stack([videos[i, s : s + snippet_frames] for i, s in zip(idx, starts)])
+        x = torch.from_numpy(x).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        rec_loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x)
+        kl = post.kl().mean()
+        loss = rec_loss + kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps - 1:
+            log(json.dumps({"vae_step": step, "rec_loss": round(rec_loss.item(), 5), "kl": round(kl.item(), 2), "s": round(time.time() - t0, 1)}))
+    vae.eval()
+    # latent statistics, so the diffusion model sees unit-scale latents like Wan's normalised ones
+    with torch.no_grad():
+        sample = torch.from_numpy(videos[: min(N, 32)]).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
+        lat = torch.cat([vae.encode(sample[i : i + 4]).latent_dist.mode() for i in range(0, sample.shape[0], 4)])
+        mean = lat.mean(dim=(0, 2, 3, 4)).tolist()
+        std = lat.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).tolist()
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    vae.save_pretrained(out_dir)
+    return vae
+
+
+@torch.no_grad()
+def reconstruction_psnr(vae: AutoencoderKLWan, videos: np.ndarray) -> float:
+    x = torch.from_numpy(videos).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
+    rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    mse = F.mse_loss((rec + 1) / 2, (x + 1) / 2).item()
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
