@@ -1,0 +1,183 @@
+"""The sprite benchmark's measurements: ground truth scores near perfectly, bad videos poorly."""
+
+import colorsys
+from collections import deque
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from model.timeline import Action, Subject, Timeline
+from train.sprite_eval import (
+    ReferenceModel,
+    connected_components,
+    evaluate_clip,
+    evaluate_sprite_clip,
+    rgb_to_hsv,
+    summarize,
+    track_subject,
+)
+from train.sprites import Identity, clip_from_timeline, generate_clip, render_identity
+
+
+@pytest.fixture(scope="module")
+def gt_clips():
+    return [generate_clip(s) for s in range(12)]
+
+
+def test_ground_truth_scores_near_perfectly(gt_clips):
+    totals = summarize([evaluate_sprite_clip(c) for c in gt_clips])
+    assert totals["action_accuracy"] >= 0.95
+    assert totals["identity_fidelity"] >= 0.95
+    assert totals["timing_error_frames"] <= 1.0
+    assert totals["binding_accuracy"] >= 0.95
+    short = summarize([evaluate_sprite_clip(generate_clip(s, duration=2.0)) for s in range(6)])
+    assert short["action_accuracy"] >= 0.95 and short["timing_error_frames"] <= 1.0
+
+
+def test_ground_truth_with_inter_clip_references(gt_clips):
+    # other scale, rotation, lighting and background: tracking and identity must still hold
+    totals = summarize([evaluate_sprite_clip(c, reference="inter") for c in gt_clips[:6]])
+    assert totals["action_accuracy"] >= 0.95 and totals["identity_fidelity"] >= 0.95
+
+
+def test_noise_scores_poorly(gt_clips):
+    rng = np.random.default_rng(0)
+    scores = [evaluate_sprite_clip(c, rng.integers(0, 256, c.frames.shape, dtype=np.uint8)) for c in gt_clips[:6]]
+    totals = summarize(scores)
+    assert totals["action_accuracy"] <= 0.3
+    assert totals["identity_fidelity"] <= 0.1
+    assert totals["timing_error_frames"] >= 2.5
+
+
+def test_a_static_frame_scores_poorly(gt_clips):
+    scores = []
+    for c in gt_clips[:6]:
+        static = np.repeat(c.frames[:1], c.frames.shape[0], axis=0)
+        scores.append(evaluate_sprite_clip(c, static))
+    totals = summarize(scores)
+    n_stay = sum(a == "stay" for c in gt_clips[:6] for acts in c.actions for a in acts)
+    n_all = sum(len(acts) for c in gt_clips[:6] for acts in c.actions)
+    assert totals["action_accuracy"] <= n_stay / n_all + 1e-9  # only 'stay' can be right
+    assert totals["action_accuracy"] < 0.5
+    assert totals["timing_error_frames"] >= 6  # no boundary is visible
+    assert totals["identity_fidelity"] >= 0.95  # the subjects do look right
+
+
+def _two_subject_timeline(a1, a2):
+    return Timeline(duration=4.0, subjects=[
+        Subject("s1", "the red square", "object", [], [Action(0.0, 4.0, a1)]),
+        Subject("s2", "the blue star", "object", [], [Action(0.0, 4.0, a2)]),
+    ])
+
+
+IDS = [Identity("square", "red", "stripes"), Identity("star", "blue")]
+
+
+def test_binding_catches_swapped_and_leaked_actions():
+    tl = _two_subject_timeline("moves to the left", "moves up")
+    clip = clip_from_timeline(tl, IDS, seed=1)
+    refs = [clip.references_intra[0][0], clip.references_intra[1][0]]
+    good = evaluate_clip(clip.frames, tl, refs)
+    assert good.action_accuracy == 1.0 and good.binding_accuracy == 1.0
+    swapped = evaluate_clip(clip.frames, tl, refs[::-1])  # each action shows on the other subject
+    assert swapped.action_accuracy == 0.0 and swapped.binding_accuracy == 0.0
+    # s2 was told to stay, but the video shows it moving left too: s1's action leaked onto s2
+    leak_video = clip_from_timeline(_two_subject_timeline("moves to the left", "moves to the left"), IDS, seed=1).frames
+    leak = evaluate_clip(leak_video, _two_subject_timeline("moves to the left", "stays still"), refs)
+    s1 = next(a for a in leak.actions if a["subject"] == "s1")
+    assert s1["correct"] and not s1["bound"] and leak.binding_accuracy == 0.0
+
+
+def test_timing_error_measures_a_late_boundary():
+    tl = Timeline(duration=4.0, subjects=[Subject("s1", "the green square", "object", [], [
+        Action(0.0, 2.0, "stays still"), Action(2.0, 4.0, "moves to the right")])])
+    clip = clip_from_timeline(tl, [Identity("square", "green")], seed=0)
+    ref = [clip.references_intra[0][0]]
+    assert evaluate_clip(clip.frames, tl, ref).timing_error == 0.0
+    claimed = Timeline(duration=4.0, subjects=[Subject("s1", "the green square", "object", [], [
+        Action(0.0, 1.75, "stays still"), Action(1.75, 4.0, "moves to the right")])])
+    assert evaluate_clip(clip.frames, claimed, ref).timing_error == pytest.approx(4.0, abs=1.0)  # 0.25 s = 4 frames
+
+
+def test_identity_needs_the_right_colour_and_shape():
+    tl = Timeline(duration=2.0, subjects=[Subject("s1", "the red star", "object", [], [Action(0.0, 2.0, "spins")])])
+    clip = clip_from_timeline(tl, [Identity("star", "red", "dots")], seed=2)
+    same = evaluate_clip(clip.frames, tl, [Identity("star", "red", "dots")])
+    assert same.identity_fidelity >= 0.95 and same.action_accuracy == 1.0
+    other_shape = evaluate_clip(clip.frames, tl, [render_identity(Identity("triangle", "red"), 32, scale=0.4)])
+    assert other_shape.identity_fidelity < 0.5
+    other_colour = evaluate_clip(clip.frames, tl, [Identity("star", "green", "dots")])
+    assert other_colour.identity_fidelity == 0.0 and other_colour.actions[0]["observed"] == "missing"
+
+
+def test_reference_model_reads_hue_despite_lighting():
+    for colour, bright in (("orange", 0.75), ("yellow", 1.1), ("magenta", 0.9)):
+        img = render_identity(Identity("cross", colour, "checker"), 32, scale=0.4, brightness=bright, background="beige")
+        exact = ReferenceModel.from_identity(Identity("cross", colour))
+        assert abs((ReferenceModel.from_image(img).hue - exact.hue + 180) % 360 - 180) < 3
+    with pytest.raises(ValueError, match="saturated"):
+        ReferenceModel.from_image(np.full((16, 16, 3), 128, np.uint8))
+
+
+def test_track_follows_the_centroid(gt_clips):
+    c = gt_clips[0]
+    for s in range(c.num_subjects):
+        tr = track_subject(c.frames, c.references_intra[s][0])
+        visible = c.masks[s].reshape(c.frames.shape[0], -1).sum(1) > 0
+        assert tr.found[visible].mean() >= 0.95
+        ys, xs = np.nonzero(c.masks[s, 0])
+        assert abs(tr.x[0] - xs.mean()) < 1.0 and abs(tr.y[0] - ys.mean()) < 1.0
+
+
+def _bfs_components(mask):
+    H, W = mask.shape
+    lab = -np.ones((H, W), int)
+    n = 0
+    for i in range(H):
+        for j in range(W):
+            if mask[i, j] and lab[i, j] < 0:
+                q = deque([(i, j)])
+                lab[i, j] = n
+                while q:
+                    y, x = q.popleft()
+                    for dy in (-1, 0, 1):
+                        for dx in (-1, 0, 1):
+                            yy, xx = y + dy, x + dx
+                            if 0 <= yy < H and 0 <= xx < W and mask[yy, xx] and lab[yy, xx] < 0:
+                                lab[yy, xx] = n
+                                q.append((yy, xx))
+                n += 1
+    return lab
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12))))
+def test_connected_components_match_a_plain_flood_fill(m):
+    lab = connected_components(m)
+    assert ((lab >= 0) == m).all()
+    for f in range(m.shape[0]):
+        ref = _bfs_components(m[f])
+        # same partition: a bijection between label sets
+        pairs = {(a, b) for a, b in zip(lab[f][m[f]].tolist(), ref[m[f]].tolist())}
+        assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)))
+def test_hsv_matches_colorsys(rgb):
+    h, s, v = rgb_to_hsv(np.array(rgb, np.uint8))
+    eh, es, ev = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
+    assert float(s) == pytest.approx(es, abs=1e-5) and float(v) == pytest.approx(ev, abs=1e-5)
+    if es > 0:
+        assert abs((float(h) - eh * 360 + 180) % 360 - 180) < 1e-3
+
+
+def test_inputs_are_checked(gt_clips):
+    c = gt_clips[0]
+    with pytest.raises(ValueError, match="references"):
+        evaluate_clip(c.frames, c.timeline, [])
+    with pytest.raises(ValueError, match="frames"):
+        evaluate_clip(c.frames[..., 0], c.timeline, [r[0] for r in c.references_intra])
