@@ -57,6 +57,7 @@ def test_files_and_manifest_fields(small_ds):
 
 def test_round_trip_is_lossless(small_ds):
     ds = ReactIDDataset(small_ds)
+    assert isinstance(ds, torch.utils.data.Dataset)
     assert len(ds) == 4 and ds.skipped == []
     world = WorldConfig.from_kwargs(**WORLD)
     for i in range(4):

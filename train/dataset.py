@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from model.timeline import Timeline, TimelineError
 
@@ -219,7 +221,7 @@ def _load_png(path: Path) -> np.ndarray:
         raise ValueError(f"{path.name} is not a readable image: {exc}") from None
 
 
-class ReactIDDataset:
+class ReactIDDataset(Dataset):
     """A torch-style Dataset over any directory in the format above.
 
     Samples that are broken are skipped, never fatal: a warning names the sample id and why, and
@@ -366,8 +368,6 @@ class ReactIDDataset:
         return self._load(self.records[index], self.timelines[index], kind or self.reference)
 
     def __getitem__(self, index):
-        import torch
-
         kind = self.reference
         if isinstance(index, tuple):
             index, use_inter = index
@@ -467,8 +467,6 @@ SpriteDataset = ReactIDDataset  # the sprite world writes the same format
 def collate(batch: list[dict]) -> dict:
     """Stack what has one shape across the batch (tensors of equal shape); keep lists otherwise
     (timelines, ids, and masks/references when subject counts differ)."""
-    import torch
-
     out = {}
     for key in batch[0]:
         vals = [b[key] for b in batch]

@@ -27,7 +27,6 @@ from model.timeline import (
     Action,
     Subject,
     Timeline,
-    min_action_seconds,
     num_video_frames,
     snap_to_grid,
 )
@@ -722,5 +721,5 @@ def clip_from_timeline(timeline: Timeline, identities: list[Identity], seed: int
 __all__ = [
     "ACTIONS", "ACTION_CAPTIONS", "BACKGROUNDS", "COLOURS", "SHAPES", "TEXTURES", "Identity", "Segment", "SpriteClip",
     "WorldConfig", "all_identities", "caption_to_action", "clip_from_timeline", "crop_subject", "generate_clip",
-    "make_background", "rasterise", "render_identity", "render_states", "trajectory", "min_action_seconds",
+    "make_background", "rasterise", "render_identity", "render_states", "trajectory",
 ]
