@@ -41,6 +41,25 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return out.type_as(x)
 
 
+def full_rotary_tables(cos: torch.Tensor, sin: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tables for `apply_rotary_fast` over a whole head: cos/sin [..., d] for the first d channels are
+    padded to head_dim with (1, 0) and sin gets the pair signs folded in, so rotating is two multiplies
+    and one add instead of slicing, stacking and concatenating per block."""
+    d = cos.shape[-1]
+    signs = torch.tensor([-1.0, 1.0], dtype=sin.dtype, device=sin.device).repeat(d // 2)
+    pad = head_dim - d
+    cos_full = torch.cat([cos, torch.ones(*cos.shape[:-1], pad, dtype=cos.dtype, device=cos.device)], -1)
+    sin_full = torch.cat([sin * signs, torch.zeros(*sin.shape[:-1], pad, dtype=sin.dtype, device=sin.device)], -1)
+    return cos_full, sin_full
+
+
+def apply_rotary_fast(x: torch.Tensor, cos_full: torch.Tensor, sin_full: torch.Tensor) -> torch.Tensor:
+    """Same result as `apply_rotary` on the first d channels (identity on the rest), with tables from
+    `full_rotary_tables`."""
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x1, x2) -> (x2, x1)
+    return (x * cos_full + swapped * sin_full).type_as(x)
+
+
 def ta_rope_positions(frames: torch.Tensor, spans: torch.Tensor, num_actions: torch.Tensor, T: float) -> torch.Tensor:
     """Temporally-adaptive time of each latent frame under each subject's timeline.
 

@@ -54,9 +54,12 @@ class ReferenceFeatures:
     features: list[torch.Tensor]
     token_subject: torch.Tensor
     num_subjects: int
+    kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per main block: its keys/values of the references
 
     def repeat(self, n: int) -> "ReferenceFeatures":
-        return ReferenceFeatures([f.repeat_interleave(n, 0) for f in self.features], self.token_subject.repeat_interleave(n, 0), self.num_subjects)
+        rep = lambda t: t.repeat_interleave(n, 0)  # noqa: E731
+        kv = [(rep(k), rep(v)) for k, v in self.kv] if self.kv is not None else None
+        return ReferenceFeatures([rep(f) for f in self.features], rep(self.token_subject), self.num_subjects, kv)
 
 
 @dataclass
@@ -158,9 +161,15 @@ class ReactIDBlock(WanTransformerBlock):
         return hidden_states, mask_logits
 
     # -- reference injection --------------------------------------------------------------------
-    def _reference_attention(self, q, feats, token_subject, num_subjects):
+    def reference_kv(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys/values of the reference tokens for this block: they depend on the clean references only,
+        so the pipeline computes them once per generation with the reference branch."""
         k = self.ref_norm_k(self.ref_to_k(feats)).unflatten(2, (self.heads, -1))
         v = self.ref_to_v(feats).unflatten(2, (self.heads, -1))
+        return k, v
+
+    def _reference_attention(self, q, kv, token_subject, num_subjects):
+        k, v = kv
         valid = token_subject >= 0  # [B, R]
         if self.mask_head is None:
             mask = None
@@ -190,11 +199,10 @@ class ReactIDBlock(WanTransformerBlock):
         a2 = self.attn2
         k = a2.norm_k(a2.to_k(keys_in)).unflatten(2, (self.heads, -1))
         v = a2.to_v(keys_in).unflatten(2, (self.heads, -1))
-        rot = cos_q.shape[-1]
         qr, kr = q, k
-        if rot:
-            qr = torch.cat([R.apply_rotary(q[..., :rot], cos_q, sin_q), q[..., rot:]], dim=-1)
-            kr = torch.cat([R.apply_rotary(k[..., :rot], cos_k, sin_k), k[..., rot:]], dim=-1)
+        if cos_q is not None:
+            qr = R.apply_rotary_fast(q, cos_q, sin_q)
+            kr = R.apply_rotary_fast(k, cos_k, sin_k)
         # a null slot (zero key, zero value): tokens with nothing relevant can attend to nothing
         B = q.shape[0]
         null = torch.zeros(B, 1, self.heads, self.head_dim, dtype=kr.dtype, device=kr.device)
@@ -390,7 +398,9 @@ class ReactIDTransformer(WanTransformer3DModel):
             x = rb(x, ctx, tproj, (rot_cos, rot_sin))
             feats.append(x.reshape(B, M * P, -1))
         token_subject = reference_subject.view(B, M, 1).expand(B, M, P).reshape(B, M * P)
-        return ReferenceFeatures(feats, token_subject, S)
+        n_ref, n = len(self.ref_blocks), len(self.blocks)
+        kv = [blk.reference_kv(feats[min(n_ref - 1, j * n_ref // n)]) for j, blk in enumerate(self.blocks)]
+        return ReferenceFeatures(feats, token_subject, S, kv)
 
     # ------------------------------------------------------------------------------------------
     # Timeline rotary / masks
@@ -451,11 +461,12 @@ class ReactIDTransformer(WanTransformer3DModel):
             c, s = R.rotary_cos_sin(lab_k, fr)
             cos_parts_k.append(c); sin_parts_k.append(s)
         if cos_parts_q:
-            cat = lambda parts: torch.cat(parts, -1).unsqueeze(2).to(torch.float32)  # noqa: E731  [B, *, 1, d]
-            cos_q, sin_q, cos_k, sin_k = cat(cos_parts_q), cat(sin_parts_q), cat(cos_parts_k), cat(sin_parts_k)
+            hd = self.config.attention_head_dim
+            cat = lambda parts: torch.cat(parts, -1).unsqueeze(2)  # noqa: E731  [B, *, 1, d]
+            cos_q, sin_q = (t.to(dtype) for t in R.full_rotary_tables(cat(cos_parts_q), cat(sin_parts_q), hd))
+            cos_k, sin_k = (t.to(dtype) for t in R.full_rotary_tables(cat(cos_parts_k), cat(sin_parts_k), hd))
         else:
-            empty = torch.zeros(B, 1, 1, 0, device=device)
-            cos_q = sin_q = cos_k = sin_k = empty
+            cos_q = sin_q = cos_k = sin_k = None
         return keys_in, tl.valid.to(device), cos_q, sin_q, cos_k, sin_k, attn_mask
 
     def _require_masked_backend(self, why: str) -> None:
@@ -534,8 +545,8 @@ class ReactIDTransformer(WanTransformer3DModel):
         for j, block in enumerate(self.blocks):
             ref = None
             if ref_inputs is not None:
-                r = min(n_ref - 1, j * n_ref // len(self.blocks))
-                ref = (ref_inputs.features[r], ref_inputs.token_subject, ref_inputs.num_subjects)
+                kv = ref_inputs.kv[j] if ref_inputs.kv is not None else block.reference_kv(ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))])
+                ref = (kv, ref_inputs.token_subject, ref_inputs.num_subjects)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 x, ml = self._gradient_checkpointing_func(block, x, ctx, timestep_proj, rotary_emb, ref, tl_inputs)
             else:

@@ -241,3 +241,13 @@ def test_gradients_reach_the_new_modules():
     assert model.blocks[0].ref_out.weight.grad.abs().sum() > 0
     assert model.blocks[0].timeline_out.weight.grad.abs().sum() > 0
     assert model.blocks[-1].mask_head.net[0].weight.grad.abs().sum() > 0
+
+
+def test_fast_rotary_matches_the_reference_form():
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 3, 32)
+    pos = torch.rand(2, 7) * 10
+    c, s = R.rotary_cos_sin(pos, R.rope_frequencies(20, 100.0))
+    want = torch.cat([R.apply_rotary(x[..., :20], c.unsqueeze(2), s.unsqueeze(2)), x[..., 20:]], -1)
+    cf, sf = R.full_rotary_tables(c.unsqueeze(2), s.unsqueeze(2), 32)
+    assert torch.allclose(R.apply_rotary_fast(x, cf.float(), sf.float()), want, atol=1e-5)

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
 
     cache = load_or_build_cache(cfg, vae, log_path)
     trainer = Trainer(cfg, cache, log_path)
-    (out / "curriculum.json").write_text(json.dumps(trainer.schedule.describe(), indent=2) + "\n")
+    (out / "curriculum.json").write_text(json.dumps(trainer.curriculum.schedule_description(), indent=2) + "\n")
     result = trainer.run(resume=args.resume, max_steps=args.max_steps, stop_flag=out / "STOP")
     log_line(log_path, {"event": "done", "step": result["step"], "seconds": round(time.time() - t0, 1)})
     if args.export:

@@ -58,11 +58,11 @@ class ModelConfig:
 
 @dataclass
 class CurriculumConfig:
-    enabled: bool = True
+    mode: str = "curriculum"  # 'curriculum' | 'none' (all data from step 0) | 'random' (random expansion ablation)
     phase_ratios: list = field(default_factory=lambda: [4, 2, 1, 1])
     inter_ratios: list = field(default_factory=lambda: [0.0, 0.0, 0.11, 0.33])
     lambdas: list = field(default_factory=lambda: [0.5, 1.0, 1.0])  # (sub, app, sam)
-    no_curriculum_inter_ratio: float = 0.11
+    flat_inter_ratio: float | None = None  # mode 'none': None = step-weighted mean of inter_ratios
 
 
 @dataclass
@@ -145,9 +145,11 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("data.source", f"must be 'sprites' or 'dir', got {d.source!r}")
     if d.source == "dir" and (not d.path or not Path(d.path).is_dir()):
         bad("data.path", f"dataset directory not found: {d.path!r}")
-    if d.source == "sprites" and d.num_clips < max(8, o.batch_size):
-        bad("data.num_clips", f"must be >= max(8, optim.batch_size), got {d.num_clips}")
+    if d.source == "sprites" and (not isinstance(d.num_clips, int) or d.num_clips < 1):
+        bad("data.num_clips", f"must be a positive integer, got {d.num_clips!r}")
     c = cfg.curriculum
+    if c.mode not in ("curriculum", "none", "random"):
+        bad("curriculum.mode", f"must be 'curriculum', 'none' or 'random', got {c.mode!r}")
     if len(c.phase_ratios) != 4 or any(r <= 0 for r in c.phase_ratios):
         bad("curriculum.phase_ratios", f"must be four positive numbers, got {c.phase_ratios}")
     if len(c.inter_ratios) != 4 or any(not 0 <= r <= 1 for r in c.inter_ratios):

@@ -27,6 +27,7 @@ from model.timeline import Timeline
 from model.transformer import ReactIDTransformer
 
 from .config import TrainConfig
+from .curriculum import Curriculum, CurriculumConfig
 
 
 def log_line(path: Path | None, record: dict) -> None:
@@ -81,7 +82,7 @@ def encode_texts(text_encoder, tokenizer, texts: list[str], max_length: int) -> 
 
 
 # --------------------------------------------------------------------------------------------------
-# Curriculum: which samples a step may draw, and with which reference kind
+# Curriculum (train/curriculum.py): which samples a step may draw, and with which reference kind
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class StepPlan:
@@ -91,47 +92,16 @@ class StepPlan:
     threshold: float
 
 
-class CurriculumSchedule:
-    """Paper §3.2 over (clip, reference kind) samples: thresholds at the quartiles of the pre-sorted
-    overall difficulty (inter-clip samples carry D_sam = 1), total steps split 4:2:1:1 into phases, the
-    threshold stepped at each phase change and fixed between, and an inter-clip reference ratio per
-    phase among the eligible samples. `enabled=False` is the ablation: every sample from step 0 with a
-    constant inter ratio. Sampling is a pure function of (seed, step), so resumes replay the same data."""
+def make_curriculum(cfg: TrainConfig, intra_scores, inter_scores) -> Curriculum:
+    c = cfg.curriculum
+    cc = CurriculumConfig(total_steps=cfg.optim.steps, phase_ratios=tuple(c.phase_ratios), inter_ratios=tuple(c.inter_ratios), mode=c.mode,
+                          flat_inter_ratio=c.flat_inter_ratio, batch_size=cfg.optim.batch_size, seed=cfg.seed)
+    return Curriculum(list(intra_scores), list(inter_scores), cc)
 
-    def __init__(self, intra_scores, inter_scores, total_steps: int, phase_ratios, inter_ratios, enabled: bool = True, flat_inter: float = 0.11, seed: int = 0):
-        self.intra = np.asarray(intra_scores, dtype=np.float64)
-        self.inter = np.asarray(inter_scores, dtype=np.float64)
-        allscores = np.concatenate([self.intra, self.inter])
-        self.thresholds = [float(x) for x in np.quantile(allscores, [0.25, 0.5, 0.75, 1.0])]
-        ratios = np.asarray(phase_ratios, dtype=np.float64)
-        self.phase_ends = [int(b) for b in np.floor(np.cumsum(ratios) / ratios.sum() * total_steps)]
-        self.phase_ends[-1] = total_steps
-        self.inter_ratios = [float(r) for r in inter_ratios]
-        self.enabled, self.flat_inter, self.seed, self.total_steps = enabled, flat_inter, seed, total_steps
 
-    def phase(self, step: int) -> int:
-        return next((i for i, end in enumerate(self.phase_ends) if step < end), 3)
-
-    def plan(self, step: int, batch_size: int) -> StepPlan:
-        rng = np.random.default_rng([self.seed, step, 0xC0])
-        if self.enabled:
-            ph = self.phase(step)
-            tau, ratio = self.thresholds[ph], self.inter_ratios[ph]
-        else:
-            ph, tau, ratio = -1, float("inf"), self.flat_inter
-        ok_intra = np.flatnonzero(self.intra <= tau + 1e-12)
-        ok_inter = np.flatnonzero(self.inter <= tau + 1e-12)
-        if len(ok_intra) == 0:  # the easiest sample is always allowed
-            ok_intra = np.array([int(np.argmin(self.intra))])
-        inter = (rng.random(batch_size) < ratio) & (len(ok_inter) > 0)
-        idx = np.where(inter, rng.choice(ok_inter, batch_size) if len(ok_inter) else 0, rng.choice(ok_intra, batch_size))
-        return StepPlan(idx.astype(int), inter, ph, tau)
-
-    def describe(self) -> dict:
-        """Plot-ready: phase boundaries, thresholds, eligible sample counts and inter ratios per phase."""
-        eligible = [int((self.intra <= t + 1e-12).sum() + (self.inter <= t + 1e-12).sum()) for t in self.thresholds]
-        return {"phase_starts": [0] + self.phase_ends[:-1], "phase_ends": self.phase_ends, "thresholds": self.thresholds,
-                "eligible": eligible, "total_samples": int(len(self.intra) + len(self.inter)), "inter_ratios": self.inter_ratios, "enabled": self.enabled}
+def plan_step(curriculum: Curriculum, step: int) -> StepPlan:
+    pairs = curriculum.sample(step)
+    return StepPlan(np.array([i for i, _ in pairs]), np.array([x for _, x in pairs]), curriculum.phase_at(step), float(curriculum.threshold_at(step)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,8 +130,7 @@ class Trainer:
         self.lr_lambda = lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, self.optimizer, self.scheduler)
-        c = cfg.curriculum
-        self.schedule = CurriculumSchedule(cache["difficulty_intra"], cache["difficulty_inter"], cfg.optim.steps, c.phase_ratios, c.inter_ratios, c.enabled, c.no_curriculum_inter_ratio, cfg.seed)
+        self.curriculum = make_curriculum(cfg, cache["difficulty_intra"], cache["difficulty_inter"])
         self.step = 0
 
     # ---- checkpoints ------------------------------------------------------------------------------
@@ -239,7 +208,7 @@ class Trainer:
         prompts = torch.where(drop.view(B, 1, 1), empty.unsqueeze(0), prompts)
         unwrapped = self.accelerator.unwrap_model(model)
         dev = self.accelerator.device
-        with self.accelerator.autocast():
+        with self.accelerator.autocast():  # mixed precision where the device supports it
             feats = unwrapped.encode_references(refs.to(dev), ref_subj.to(dev), ref_text.to(dev), num_subjects=refs.shape[1])
             # the timeline is dropped with the prompt (as in the negative branch at inference)
             keep = ~drop
@@ -266,7 +235,7 @@ class Trainer:
         t0, seen = time.time(), 0
         last = {}
         while self.step < end:
-            plan = self.schedule.plan(self.step, self.cfg.optim.batch_size)
+            plan = plan_step(self.curriculum, self.step)
             ts = time.time()
             stats = self.train_step(plan)
             seen += len(plan.indices)
