@@ -1,0 +1,282 @@
+"""Generation: settings, Generate / Cancel / re-roll a segment, the outputs, and loading a past run.
+
+One GPU job at a time: every event that runs the model shares the queue's concurrency id "gpu" with a
+limit of 1. Cancel bypasses the queue, sets the session's cancel event (the pipeline stops at the next
+step) and cancels the pending Gradio event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import gradio as gr
+
+from model.references import ReferenceError
+from model.timeline import TimelineError
+
+from . import editor, history, media
+from .engine import MAX_SEED, Engine, EngineUnavailable, GenerationRequest, Limits, count_segments, resolve_seed
+from .refstore import ReferenceStore
+from .timeline_panel import TimelinePanel
+
+log = logging.getLogger("reactid.studio")
+
+
+class UserError(ValueError):
+    """A problem with the user's input, shown as it is."""
+
+
+class CancelRegistry:
+    """One cancel event per browser session (Gradio's session hash)."""
+
+    def __init__(self):
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._events[session] = event
+        return event
+
+    def cancel(self, session: str) -> bool:
+        with self._lock:
+            event = self._events.get(session)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def finish(self, session: str, event: threading.Event) -> None:
+        with self._lock:
+            if self._events.get(session) is event:
+                del self._events[session]
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+class GeneratePanel:
+    def __init__(self, engine: Engine, limits: Limits, store: ReferenceStore, workdir: Path):
+        self.engine = engine
+        self.limits = limits
+        self.store = store
+        self.workdir = Path(workdir)
+        self.cancels = CancelRegistry()
+        self.last_output = gr.State(None)
+        with gr.Accordion("Generation settings", open=True, elem_id="rt-settings"):
+            with gr.Row():
+                self.negative = gr.Textbox(label="Negative prompt", value="", lines=1, scale=3, elem_id="rt-negative", placeholder="blurry, distorted")
+                self.size = gr.Dropdown(limits.size_choices(), value=limits.size_choices()[0], label="Size (width x height)", scale=1, elem_id="rt-size")
+            with gr.Row():
+                self.steps = gr.Slider(1, limits.max_steps, value=limits.default_steps, step=1, label="Steps", elem_id="rt-steps")
+                self.guidance = gr.Slider(0.0, 15.0, value=5.0, step=0.5, label="Guidance (CFG)", elem_id="rt-guidance")
+                self.seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="rt-seed")
+                self.randomize = gr.Checkbox(value=True, label="Random seed", elem_id="rt-randomize")
+            with gr.Row():
+                self.segment = gr.Number(
+                    value=0, minimum=0, maximum=limits.single_pass_seconds, step=0.25,
+                    label=f"Segment length (s; 0 = automatic: one pass up to {limits.single_pass_seconds:g}s)", elem_id="rt-segment",
+                )
+                self.burn = gr.Checkbox(value=True, label="Also make a copy with each subject's current action as captions", elem_id="rt-burn")
+        with gr.Row():
+            self.generate_btn = gr.Button("Generate", variant="primary", scale=3, elem_id="rt-generate", interactive=engine.available)
+            self.cancel_btn = gr.Button("Cancel", variant="stop", scale=1, elem_id="rt-cancel")
+        self.status = gr.Markdown("Ready." if engine.available else f"⚠️ {engine.unavailable}", elem_id="rt-status")
+        with gr.Row(equal_height=True):
+            self.video = gr.Video(label="Generated video", interactive=False, autoplay=True, loop=True, elem_id="rt-video")
+            self.captioned = gr.Video(label="With captions", interactive=False, autoplay=True, loop=True, visible=False, elem_id="rt-captioned")
+            self.masks = gr.Video(label="Predicted subject masks", interactive=False, autoplay=True, loop=True, elem_id="rt-masks")
+        self.legend = gr.Markdown("", elem_id="rt-mask-legend")
+        with gr.Row(equal_height=True):
+            self.reroll_segment = gr.Number(value=1, precision=0, minimum=1, label="Segment to re-roll (1 = first)", scale=1, elem_id="rt-reroll-segment", interactive=False)
+            self.reroll_btn = gr.Button("Re-roll this segment (new seed, the others kept)", scale=2, elem_id="rt-reroll", interactive=False)
+
+    def settings_components(self) -> list:
+        return [self.negative, self.steps, self.guidance, self.seed, self.randomize, self.size, self.segment, self.burn]
+
+    # ---- checks ----------------------------------------------------------------------------------
+    def _check_doc(self, doc: dict):
+        if not self.engine.available:
+            raise UserError(self.engine.unavailable)
+        problems = editor.problems_of(doc, self.limits.max_subjects)
+        if problems:
+            raise UserError(f"The timeline has {len(problems)} problem{'s' if len(problems) > 1 else ''}; fix {'them' if len(problems) > 1 else 'it'} first:\n" + "\n".join(f"- {p.message}" for p in problems[:8]))
+        tl = editor.timeline_of(doc, validate=True)
+        for s in tl.subjects:
+            if not s.references:
+                raise UserError(f"subject {s.id!r} ({s.name}) has no reference image: upload one, paste one or pick an example.")
+            for r in s.references:
+                if not self.store.is_allowed(r):
+                    raise UserError(f"subject {s.id!r} ({s.name}): reference {Path(r).name} is not available any more; add it again.")
+            if not any(a.text.strip() for a in s.actions):
+                pass  # a subject without actions is allowed: it is present but has no sub-action
+        return tl
+
+    def _request(self, doc, negative, steps, guidance, seed, randomize, size, segment) -> tuple[GenerationRequest, dict]:
+        tl = self._check_doc(doc)
+        try:
+            steps = int(steps)
+            guidance = float(guidance)
+        except (TypeError, ValueError):
+            raise UserError("steps and guidance must be numbers") from None
+        if not 1 <= steps <= self.limits.max_steps:
+            raise UserError(f"steps must be between 1 and {self.limits.max_steps}")
+        if not 0 <= guidance <= 30:
+            raise UserError("guidance must be between 0 and 30")
+        try:
+            seed = resolve_seed(seed, bool(randomize))
+            h, w = self.limits.parse_size(size)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        seg = float(segment or 0)
+        min_seg = 2 * 4 / tl.fps
+        if seg and not min_seg <= seg <= self.limits.single_pass_seconds:
+            raise UserError(f"the segment length must be 0 (automatic) or between {min_seg:g}s and {self.limits.single_pass_seconds:g}s")
+        settings = {"negative_prompt": negative or "", "steps": steps, "guidance": guidance, "seed": seed, "size": self.limits.size_label(h, w),
+                    "segment_seconds": seg or None}
+        return GenerationRequest(tl, negative or "", steps, guidance, seed, h, w, seg or None), settings
+
+    # ---- running ------------------------------------------------------------------------------------
+    def _fail(self, message: str) -> list:
+        gr.Warning(message.split("\n")[0].lstrip("❌⚠️⏹ "))
+        return [gr.skip()] * 3 + [gr.skip(), message] + [gr.skip()] * 6
+
+    def _execute(self, req: GenerationRequest, settings: dict, burn: bool, hist: list, request, progress, note: str = "") -> list:
+        session = _session(request)
+        event = self.cancels.start(session)
+        n_seg = count_segments(req.timeline, req.segment_seconds or (self.limits.single_pass_seconds if req.timeline.num_frames > self.limits.max_frames else None))
+        t0 = time.perf_counter()
+        progress(0.0, desc="Preparing the references and the timeline…")
+
+        def on_step(done, total, segment, n_segments):
+            desc = f"Denoising step {done}/{total}" + (f" (segment {segment + 1}/{n_segments})" if n_segments > 1 else "")
+            progress((done, total), desc=desc, unit="steps")
+
+        try:
+            out = self.engine.generate(req, cancel_event=event, on_step=on_step)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message; the server keeps serving
+            from model.pipeline import GenerationCancelled
+
+            if isinstance(exc, GenerationCancelled) or event.is_set():
+                return self._fail("⏹ Generation cancelled.")
+            if isinstance(exc, (TimelineError, ReferenceError, ValueError, EngineUnavailable)):
+                return self._fail(f"❌ {exc}")
+            log.error("generation failed:\n%s", traceback.format_exc())
+            return self._fail(f"❌ Generation failed ({type(exc).__name__}: {exc}). The studio is still running; try again or change the settings.")
+        finally:
+            self.cancels.finish(session, event)
+        seconds = time.perf_counter() - t0
+        progress(1.0, desc="Writing the videos…")
+        run_id = history.next_id(hist)
+        run_dir = self.workdir / "runs" / f"{session[:12]}-{int(time.time())}-{run_id}"
+        colors = list(editor.PALETTE)
+        video = media.write_video(out.frames, run_dir / "video.mp4", out.fps)
+        masks = media.write_mask_video(out.frames, out.masks, run_dir / "masks.mp4", out.fps, colors)
+        captioned = media.write_captioned_video(out.frames, out.timeline, run_dir / "captioned.mp4", out.fps, colors) if burn else None
+        thumb = media.thumbnail(out.frames, run_dir / "thumb.png")
+        (run_dir / "timeline.json").write_text(out.timeline.to_json() + "\n", encoding="utf-8")
+        run = history.Run(
+            id=run_id, created=time.time(), timeline=out.timeline.to_dict(), settings={**settings, "burn_captions": bool(burn)},
+            video=str(video), thumb=str(thumb), masks=str(masks), captioned=str(captioned) if captioned else None,
+            seconds=seconds, note=note, segments=[list(s) for s in out.segments],
+        )
+        hist = history.add_run(hist, run)
+        F, H, W, _ = out.frames.shape
+        segs = len(out.segments)
+        status = (
+            f"✅ Run #{run_id}: {F} frames ({(F - 1) / out.fps:g}s at {out.fps} fps, {W}x{H})"
+            f"{f' in {segs} segments' if segs > 1 else ''} in {seconds:.1f}s · seed {settings['seed']}" + (f" · {note}" if note else "")
+        )
+        last = {"output": out, "settings": settings, "burn": bool(burn), "run_id": run_id}
+        return [
+            str(video),
+            gr.update(value=str(captioned), visible=True) if captioned else gr.update(value=None, visible=False),
+            str(masks),
+            media.mask_legend(out.timeline, colors),
+            status,
+            settings["seed"],
+            history.gallery_items(hist),
+            hist,
+            last,
+            gr.update(interactive=True, maximum=max(1, segs), value=min(max(1, segs), 1 if segs == 1 else segs)),
+            gr.update(interactive=True, value="Re-roll this segment (new seed, the others kept)" if segs > 1 else "Re-roll (new seed)"),
+        ]
+
+    def run(self, doc, negative, steps, guidance, seed, randomize, size, segment, burn, hist, request: gr.Request = None, progress=gr.Progress()):
+        try:
+            req, settings = self._request(doc, negative, steps, guidance, seed, randomize, size, segment)
+        except (UserError, TimelineError) as exc:
+            return self._fail(f"❌ {exc}")
+        return self._execute(req, settings, bool(burn), hist, request, progress)
+
+    def reroll(self, last, segment_no, seed, randomize, hist, request: gr.Request = None, progress=gr.Progress()):
+        if not last:
+            return self._fail("❌ Generate a video first; then one of its segments can be re-rolled.")
+        out, settings = last["output"], dict(last["settings"])
+        n = max(1, len(out.segments))
+        try:
+            k = int(segment_no) - 1
+        except (TypeError, ValueError):
+            k = -1
+        if not 0 <= k < n:
+            return self._fail(f"❌ The last video has {n} segment{'s' if n > 1 else ''}; choose a segment between 1 and {n}.")
+        try:
+            new_seed = resolve_seed(seed, bool(randomize))
+        except ValueError as exc:
+            return self._fail(f"❌ {exc}")
+        if not randomize and out.seeds and k < len(out.seeds) and new_seed == out.seeds[k]:
+            new_seed = (new_seed + 1) % (MAX_SEED + 1)
+        settings["seed"] = new_seed
+        h, w = self.limits.parse_size(settings["size"])
+        req = GenerationRequest(out.timeline, settings["negative_prompt"], settings["steps"], settings["guidance"], new_seed, h, w,
+                                settings.get("segment_seconds"))
+        if n > 1:
+            req.reroll_segment, req.previous = k, out
+            note = f"re-rolled segment {k + 1} of run #{last['run_id']}"
+        else:
+            note = f"re-roll of run #{last['run_id']}"
+        return self._execute(req, settings, last.get("burn", True), hist, request, progress, note=note)
+
+    def cancel(self, request: gr.Request = None):
+        if self.cancels.cancel(_session(request)):
+            return "⏹ Cancelling… the model stops at the next step."
+        return "Nothing is running."
+
+    # ---- wiring ------------------------------------------------------------------------------------
+    def outputs(self, hist: history.HistoryPanel) -> list:
+        return [self.video, self.captioned, self.masks, self.legend, self.status, self.seed, hist.gallery, hist.state, self.last_output,
+                self.reroll_segment, self.reroll_btn]
+
+    def wire(self, panel: TimelinePanel, hist: history.HistoryPanel) -> None:
+        gpu = dict(concurrency_limit=1, concurrency_id="gpu", show_progress="full", show_progress_on=[self.video, self.status])
+        run_event = self.generate_btn.click(
+            self.run, [panel.doc_state, *self.settings_components(), hist.state], self.outputs(hist), api_name="generate", **gpu
+        )
+        reroll_event = self.reroll_btn.click(
+            self.reroll, [self.last_output, self.reroll_segment, self.seed, self.randomize, hist.state], self.outputs(hist), api_name="reroll_segment", **gpu
+        )
+        self.cancel_btn.click(self.cancel, None, [self.status], queue=False, api_name="cancel", show_progress="hidden")
+
+        def load_run(selected, hist_items, doc, undo):
+            if selected is None:
+                return [*panel.full(doc, undo, message="Click a run in the history first."), *[gr.skip()] * 8, gr.skip(), gr.skip()]
+            try:
+                run = history.run_at(hist_items, int(selected))
+            except IndexError:
+                return [*panel.full(doc, undo, message="That run is no longer in the history."), *[gr.skip()] * 8, gr.skip(), gr.skip()]
+            s = run.settings
+            values = [s.get("negative_prompt", ""), s.get("steps"), s.get("guidance"), s.get("seed"), False, s.get("size"),
+                      s.get("segment_seconds") or 0, s.get("burn_captions", True)]
+            msg = f"📂 Loaded run #{run.id} into the editor (timeline and settings; seed {s.get('seed')} fixed)."
+            return [*panel.commit(doc, run.timeline, undo, full=True, message=msg), *values, run.video, f"Showing run #{run.id}."]
+
+        hist.load_btn.click(
+            load_run, [hist.selected, hist.state, panel.doc_state, panel.undo_state],
+            panel.full_outputs() + self.settings_components() + [self.video, self.status], api_name="load_run", concurrency_limit=None,
+        )

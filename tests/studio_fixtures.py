@@ -1,0 +1,82 @@
+"""Shared helpers for the studio tests: an engine, a launched studio on a free port, small files."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+ARTIFACTS = ROOT / "test-artifacts" / "studio"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def default_engine():
+    """The embedded default model; if its weights are not built yet, the tiny random pipeline with the
+    same classes (so the UI plumbing is still tested end to end). Returns (engine, which)."""
+    from studio.engine import Engine
+
+    try:
+        return Engine.default(device="cpu"), "default"
+    except FileNotFoundError:
+        from model.tiny import tiny_pipeline
+
+        return Engine(tiny_pipeline(seed=0), name="tiny stand-in (default model not built)", is_default=True), "tiny"
+
+
+class LaunchedStudio:
+    def __init__(self, engine, workdir: Path):
+        from studio.app import build_studio
+
+        self.studio = build_studio(engine, workdir=workdir)
+        self.port = free_port()
+        self.studio.demo.launch(**self.studio.launch_kwargs(server_port=self.port, prevent_thread_lock=True, quiet=True, ssr_mode=False))
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        self.studio.demo.close()
+
+
+def write_test_files(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    img = np.full((80, 80, 3), 200, np.uint8)
+    img[20:60, 20:60] = (30, 190, 60)
+    files["green"] = folder / "green.png"
+    Image.fromarray(img).save(files["green"])
+    files["corrupt"] = folder / "corrupt.png"
+    files["corrupt"].write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(400))
+    frames = [Image.fromarray(np.full((40, 40, 3), c, np.uint8)) for c in (0, 120, 240)]
+    files["gif"] = folder / "animated.gif"
+    frames[0].save(files["gif"], save_all=True, append_images=frames[1:], duration=100, loop=0)
+    files["broken_json"] = folder / "broken.json"
+    files["broken_json"].write_text('{"version": 1, "duration": 4, "subjects": [ {"id": "s1", ', encoding="utf-8")
+    files["bad_rules_json"] = folder / "overlap.json"
+    files["bad_rules_json"].write_text(json.dumps({
+        "version": 1, "duration": 4.0, "fps": 16, "prompt": "x",
+        "subjects": [{"id": "s1", "name": "the dog", "kind": "animal", "references": ["/etc/passwd"],
+                      "actions": [{"start": 0.0, "end": 2.5, "text": "runs"}, {"start": 2.0, "end": 4.5, "text": "sits"}]}],
+    }), encoding="utf-8")
+    return files
+
+
+def big_file(folder: Path, mb: int = 50) -> Path:
+    path = folder / f"big-{mb}mb.png"
+    if not path.exists():
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n")
+            f.seek(mb * 1024 * 1024)
+            f.write(b"\0")
+    return path
