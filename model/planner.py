@@ -276,7 +276,9 @@ def timeline_from_llm_answer(
         actions = item.get("actions", [])
         if not isinstance(actions, list):
             raise PlanError(f"subject {item['name']!r} in the answer has no 'actions' list")
-        target = _match_known(item["name"], out, used)
+        editor_subjects = [s for s in out if s.id in {x.id for x in subjects}]
+        target = _match_known(item["name"], editor_subjects, used) or next(
+            (s for s in out if s.id not in {x.id for x in subjects} and s.name.lower() == item["name"].strip().lower()), None)
         if target is None:
             if len(out) >= max_subjects:
                 notes.append(f"The plan names more than {max_subjects} subjects; {item['name']!r} was left out.")
@@ -480,22 +482,29 @@ def _fresh_subjects(subjects: Sequence[Subject]) -> list[Subject]:
 
 
 def _match_known(phrase: str, subjects: Sequence[Subject], used: set[str] | None = None) -> Subject | None:
-    """The subject whose name best matches `phrase` (exact name first, then shared words; the head noun counts double)."""
+    """The subject `phrase` names: the exact name; else one whose name contains every content word of
+    the phrase ('the man' -> 'the man in red'; 'the blue circle' does not match 'the red circle');
+    else one whose name's words are all in the phrase ('the man in red' -> 'the man'). Ties go to the
+    most shared words, then to a subject not yet `used`."""
     phrase_words = set(_words(phrase)) - _STOP
     if not phrase_words:
         return None
-    norm = " ".join(_words(phrase))
-    best, best_score = None, 0.0
+    norm = " ".join(w for w in _words(phrase) if w not in _DETERMINERS)
     for s in subjects:
-        if " ".join(_words(s.name)) == norm:
+        if " ".join(w for w in _words(s.name) if w not in _DETERMINERS) == norm:
             return s
-        keywords, head = _name_keywords(s.name)
-        score = len(phrase_words & keywords) + (1.5 if head and head in phrase_words else 0.0)
-        if used is not None and s.id in used:
-            score -= 0.25  # prefer a subject not yet matched when two fit equally
-        if score > best_score:
-            best, best_score = s, score
-    return best if best_score >= 1.0 else None
+    for test in (lambda kw: phrase_words <= kw, lambda kw: kw and kw <= phrase_words):
+        best, best_score = None, -1.0
+        for s in subjects:
+            keywords, _ = _name_keywords(s.name)
+            if not test(keywords):
+                continue
+            score = len(phrase_words & keywords) - (0.5 if used is not None and s.id in used else 0.0)
+            if score > best_score:
+                best, best_score = s, score
+        if best is not None:
+            return best
+    return None
 
 
 @dataclass
@@ -522,6 +531,8 @@ def _parse_clause(text: str, known: Sequence[Subject]) -> _Parsed:
         for candidate in (name, "the " + bare, "a " + bare, "an " + bare, bare):
             if lowered == candidate or lowered.startswith(candidate + " "):
                 n = len(candidate.split())
+                if n < len(tokens) and tokens[n].lower() in _PREPOSITIONS:
+                    break  # "the man in red waves" with a subject named "the man": take the longer phrase
                 return _Parsed(" ".join(tokens[:n]), False, " ".join(tokens[n:]))
     if _verb_base(first) and first not in _DETERMINERS:
         return _Parsed(None, False, " ".join(tokens))  # starts with a verb: same subject as before
