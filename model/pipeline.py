@@ -29,7 +29,7 @@ from PIL import Image
 
 from .conditioning import build_timeline_conditioning
 from .references import ReferenceError, load_reference_image, reference_to_array
-from .timeline import TIME_COMPRESSION, Timeline, TimelineError, num_latent_frames, split_segments
+from .timeline import TIME_COMPRESSION, Timeline, TimelineError, flatten_to_prompt, num_latent_frames, split_segments
 from .transformer import ReactIDTransformer
 
 PIPELINE_CONFIG = "reactid_pipeline.json"
@@ -55,11 +55,13 @@ class ReactIDPipeline(DiffusionPipeline):
 
     def __init__(self, vae: AutoencoderKLWan, text_encoder, tokenizer, transformer: ReactIDTransformer, scheduler: FlowMatchEulerDiscreteScheduler,
                  max_sequence_length: int = 512, default_height: int = 480, default_width: int = 832, default_fps: int = 16,
-                 reference_size: int | None = None, max_frames: int = 81):
+                 reference_size: int | None = None, max_frames: int = 81, caption_max_length: int | None = None,
+                 name_max_length: int | None = None, prompt_mode: str = "prompt"):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
         self.register_to_config(max_sequence_length=max_sequence_length, default_height=default_height, default_width=default_width,
-                                default_fps=default_fps, reference_size=reference_size, max_frames=max_frames)
+                                default_fps=default_fps, reference_size=reference_size, max_frames=max_frames,
+                                caption_max_length=caption_max_length, name_max_length=name_max_length, prompt_mode=prompt_mode)
         self.vae_scale_spatial = int(getattr(vae.config, "scale_factor_spatial", 8) or 8)
         self.vae_scale_temporal = int(getattr(vae.config, "scale_factor_temporal", 4) or 4)
 
@@ -234,7 +236,7 @@ class ReactIDPipeline(DiffusionPipeline):
         video = torch.from_numpy(np.stack(arrays)).unsqueeze(2)  # [M, 3, 1, size, size]
         lat = self.encode_video(video)  # [M, z, 1, h, w]
         lat = lat[:, :, 0].unsqueeze(0)  # [1, M, z, h, w]
-        name_emb, _ = self.encode_text(names, max_length=min(32, self.config.max_sequence_length))
+        name_emb, _ = self.encode_text(names, max_length=self.config.name_max_length or min(32, self.config.max_sequence_length))
         return self.transformer.encode_references(lat, torch.tensor([subject_idx], device=self.device), name_emb.unsqueeze(0), num_subjects=len(timeline.subjects))
 
     def _reference_size(self, height: int, width: int) -> int:
@@ -268,7 +270,9 @@ class ReactIDPipeline(DiffusionPipeline):
 
         ref_size = self._reference_size(height, width)
         ref_feats = self.encode_reference_features(timeline, images, ref_size)
-        prompt_emb, _ = self.encode_text([timeline.prompt])
+        # a model trained without timeline modules reads the timeline from its prompt (the paper's baseline)
+        prompt_text = flatten_to_prompt(timeline) if self.config.prompt_mode == "flattened" else timeline.prompt
+        prompt_emb, _ = self.encode_text([prompt_text])
         neg_emb, _ = self.encode_text([negative_prompt]) if guidance_scale > 1.0 else (None, None)
 
         if segment_seconds is None:
@@ -343,7 +347,8 @@ class ReactIDPipeline(DiffusionPipeline):
         if ctx_latents is not None:
             n_ctx = ctx_latents.shape[2]
             noise_ctx = torch.randn(ctx_latents.shape, generator=gen, dtype=torch.float32).to(device, dtype)
-        tl_cond = build_timeline_conditioning([timeline], lambda caps: self.encode_text(caps, max_length=min(64, self.config.max_sequence_length)),
+        cap_len = self.config.caption_max_length or min(64, self.config.max_sequence_length)
+        tl_cond = build_timeline_conditioning([timeline], lambda caps: self.encode_text(caps, max_length=cap_len),
                                               max_subjects=self.max_subjects).to(device)
         tl_cond.embeds = tl_cond.embeds.to(dtype)
         self.scheduler.set_timesteps(steps, device=device)

@@ -496,6 +496,18 @@ def example_timeline() -> Timeline:
     )
 
 
+def flatten_to_prompt(tl: Timeline) -> str:
+    """The whole timeline as one prose prompt (the paper's 'timeline as enhanced prompt' baseline):
+    "<prompt>. <name> <action 1> from 0.0s to 2.0s, then <action 2> ...; <name> ..."."""
+    parts = []
+    for s in tl.subjects:
+        acts = [f"{a.text} from {a.start:.1f}s to {a.end:.1f}s" for a in s.sorted_actions()]
+        if acts:
+            parts.append(f"{s.name} " + ", then ".join(acts))
+    body = "; ".join(parts)
+    return f"{tl.prompt}. {body}" if tl.prompt else body
+
+
 def iter_problems_text(problems: Iterable[Problem]) -> str:
     return "\n".join(f"- {p.message}" for p in problems)
 

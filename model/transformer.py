@@ -177,22 +177,22 @@ class ReactIDBlock(WanTransformerBlock):
                 mask = self._additive_mask(valid, q.dtype)
             out = dispatch_attention_fn(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False, backend=self._backend() if mask is None else None)
             return out.flatten(2, 3).type_as(q), None
-        # Mask blocks need the attention map itself: compute it explicitly, in query chunks so the
-        # [chunk, R] map stays small at Wan scale.
+        # Mask blocks need each subject's share of the attention. Appending the subjects' one-hot indicator
+        # to the values makes one fused attention call return both the output and that mass (q/k are
+        # zero-padded to the same width so the fast kernel applies; the scale stays 1/sqrt(D)).
         B, N, H, D = q.shape
-        onehot = F.one_hot(token_subject.clamp_min(0), num_subjects).to(q.dtype) * valid.unsqueeze(-1).to(q.dtype)  # [B,R,S]
-        bias = torch.where(valid, 0.0, float("-inf")).to(q.dtype).view(B, 1, 1, -1)
-        kt = k.permute(0, 2, 3, 1)  # [B,H,D,R]
-        vt = v.transpose(1, 2)  # [B,H,R,D]
-        outs, logits = [], []
-        chunk = 4096
-        for i in range(0, N, chunk):
-            qc = q[:, i : i + chunk].transpose(1, 2)  # [B,H,n,D]
-            probs = torch.softmax((qc @ kt) / math.sqrt(D) + bias, dim=-1)  # [B,H,n,R]
-            outs.append((probs @ vt).transpose(1, 2))  # [B,n,H,D]
-            mass = torch.einsum("bhnr,brs->bnsh", probs, onehot)
-            logits.append(self.mask_head(mass.float()))
-        return torch.cat(outs, 1).flatten(2, 3), torch.cat(logits, 1)
+        S = num_subjects
+        onehot = (F.one_hot(token_subject.clamp_min(0), S) * valid.unsqueeze(-1)).to(v.dtype)  # [B, R, S]
+        width = -(-(D + S) // 8) * 8
+        pad_qk = width - D
+        qp = F.pad(q, (0, pad_qk))
+        kp = F.pad(k, (0, pad_qk))
+        vp = torch.cat([v, onehot.unsqueeze(2).expand(-1, -1, H, -1)], -1)
+        vp = F.pad(vp, (0, width - D - S))
+        mask = None if bool(valid.all()) else self._additive_mask(valid, q.dtype)
+        out = dispatch_attention_fn(qp, kp, vp, attn_mask=mask, dropout_p=0.0, is_causal=False, scale=1.0 / math.sqrt(D), backend=None)
+        mass = out[..., D : D + S].permute(0, 1, 3, 2)  # [B, N, S, H]
+        return out[..., :D].flatten(2, 3).type_as(q), self.mask_head(mass.float())
 
     # -- timeline cross-attention ---------------------------------------------------------------
     def _timeline_attention(self, q, keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask):

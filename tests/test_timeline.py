@@ -160,3 +160,11 @@ def test_segments_partition_time(tl, seg):
     assert windows[-1][0] + windows[-1][1].duration == pytest.approx(tl.duration)
     for (o1, w1), (o2, _) in zip(windows, windows[1:]):
         assert o2 == pytest.approx(o1 + w1.duration - step)
+
+
+def test_flatten_to_prompt_reads_like_the_timeline():
+    from model.timeline import flatten_to_prompt
+
+    text = flatten_to_prompt(example_timeline())
+    assert text == ("two toys on a table. the red circle moves to the right from 0.0s to 2.0s, then jumps from 2.0s to 4.0s; "
+                    "the blue square stays still from 0.0s to 1.5s, then moves up from 1.5s to 4.0s")

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     result = trainer.run(resume=args.resume, max_steps=args.max_steps, stop_flag=out / "STOP")
     log_line(log_path, {"event": "done", "step": result["step"], "seconds": round(time.time() - t0, 1)})
     if args.export:
-        export_pipeline(cfg, trainer.final_model(), vae, Path(args.export))
+        export_pipeline(cfg, trainer.final_model(), vae, Path(args.export), text_len=next(iter(cache["text"].values()))[0].shape[0])
         log_line(log_path, {"event": "exported", "path": args.export})
     return 0
 
@@ -89,14 +89,15 @@ def _vae(cfg, out: Path, log_path: Path):
     return vae
 
 
-def export_pipeline(cfg, transformer, vae, directory: Path) -> Path:
+def export_pipeline(cfg, transformer, vae, directory: Path, text_len: int | None = None) -> Path:
     from model.pipeline import ReactIDPipeline
     from model.tiny import flow_scheduler
 
     text_encoder, tokenizer = build_text_encoder(cfg)
     pipe = ReactIDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer.float().eval(), scheduler=flow_scheduler(3.0),
                            max_sequence_length=cfg.text.max_length, default_height=cfg.height, default_width=cfg.width, default_fps=16,
-                           reference_size=min(cfg.height, cfg.width), max_frames=81)
+                           reference_size=min(cfg.height, cfg.width), max_frames=81, caption_max_length=text_len, name_max_length=text_len,
+                           prompt_mode=cfg.data.prompt_mode)
     pipe.save_pretrained(directory)
     return directory
 

@@ -23,6 +23,7 @@ class DataConfig:
     num_clips: int = 1200
     world: dict = field(default_factory=dict)  # train.sprites.WorldConfig options
     seed: int = 1234
+    prompt_mode: str = "prompt"  # 'prompt' | 'flattened' (the timeline written into the prompt: the no-timeline-modules ablation)
 
 
 @dataclass
@@ -141,6 +142,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
     if cfg.height % 16 or cfg.width % 16:
         bad("height" if cfg.height % 16 else "width", "must be a multiple of 16 (VAE x8, patch x2)")
     d = cfg.data
+    if d.prompt_mode not in ("prompt", "flattened"):
+        bad("data.prompt_mode", f"must be 'prompt' or 'flattened', got {d.prompt_mode!r}")
     if d.source not in ("sprites", "dir"):
         bad("data.source", f"must be 'sprites' or 'dir', got {d.source!r}")
     if d.source == "dir" and (not d.path or not Path(d.path).is_dir()):

@@ -131,7 +131,18 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, self.optimizer, self.scheduler)
         self.curriculum = make_curriculum(cfg, cache["difficulty_intra"], cache["difficulty_inter"])
-        self.step = 0
+        # Global prompts are encoded here at text.max_length (the cache holds captions and names): the
+        # flattened-timeline ablation needs longer prompts than the captions.
+        prompts = list(cache["prompts"])
+        if cfg.data.prompt_mode == "flattened":
+            from model.timeline import flatten_to_prompt
+
+            prompts = [flatten_to_prompt(Timeline.from_dict(t, validate=False)) for t in cache["timelines"]]
+        enc, tok = build_text_encoder(cfg)
+        table = encode_texts(enc, tok, sorted(set(prompts) | {""}), cfg.text.max_length)
+        self.prompt_embeds = torch.stack([table[p][0] for p in prompts])
+        self.empty_prompt = table[""][0]
+        del enc
 
     # ---- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -190,7 +201,7 @@ class Trainer:
             masks.append(m)
         timelines = [Timeline.from_dict(c["timelines"][i], validate=False) for i in plan.indices]
         tl = build_timeline_conditioning(timelines, lambda caps: _lookup(c["text"], caps))
-        prompts = torch.stack([c["text"][c["prompts"][i]][0] for i in plan.indices])
+        prompts = self.prompt_embeds[torch.as_tensor(plan.indices)]
         return lat, torch.stack(refs), torch.stack(ref_subj), torch.stack(ref_text), torch.stack(masks), tl, prompts
 
     def train_step(self, plan: StepPlan) -> dict:
@@ -204,7 +215,7 @@ class Trainer:
         sigma = torch.sigmoid(torch.randn(B, generator=g))
         drop = torch.rand(B, generator=g) < cfg.cond_dropout
         x_t = add_flow_noise(lat, noise, sigma)
-        empty = self.cache["text"][""][0]
+        empty = self.empty_prompt
         prompts = torch.where(drop.view(B, 1, 1), empty.unsqueeze(0), prompts)
         unwrapped = self.accelerator.unwrap_model(model)
         dev = self.accelerator.device
