@@ -93,7 +93,7 @@ class GeneratePanel:
             self.captioned = gr.Video(label="With captions", interactive=False, autoplay=True, loop=True, visible=False, elem_id="rt-captioned")
             self.masks = gr.Video(label="Predicted subject masks", interactive=False, autoplay=True, loop=True, elem_id="rt-masks")
         self.legend = gr.Markdown("", elem_id="rt-mask-legend")
-        with gr.Row(equal_height=True):
+        with gr.Row():
             self.reroll_segment = gr.Number(value=1, precision=0, minimum=1, label="Segment to re-roll (1 = first)", scale=1, elem_id="rt-reroll-segment", interactive=False)
             self.reroll_btn = gr.Button("Re-roll this segment (new seed, the others kept)", scale=2, elem_id="rt-reroll", interactive=False)
 
@@ -145,7 +145,7 @@ class GeneratePanel:
     # ---- running ------------------------------------------------------------------------------------
     def _fail(self, message: str) -> list:
         gr.Warning(message.split("\n")[0].lstrip("❌⚠️⏹ "))
-        return [gr.skip()] * 3 + [gr.skip(), message] + [gr.skip()] * 6
+        return [gr.skip()] * 4 + [message] + [gr.skip()] * 7
 
     def _execute(self, req: GenerationRequest, settings: dict, burn: bool, hist: list, request, progress, note: str = "") -> list:
         session = _session(request)
@@ -206,6 +206,7 @@ class GeneratePanel:
             last,
             gr.update(interactive=True, maximum=max(1, segs), value=min(max(1, segs), 1 if segs == 1 else segs)),
             gr.update(interactive=True, value="Re-roll this segment (new seed, the others kept)" if segs > 1 else "Re-roll (new seed)"),
+            f"{len(hist)} run{'s' if len(hist) != 1 else ''} in this session: click one to see its settings.",
         ]
 
     def run(self, doc, negative, steps, guidance, seed, randomize, size, segment, burn, hist, request: gr.Request = None, progress=gr.Progress()):
@@ -251,7 +252,7 @@ class GeneratePanel:
     # ---- wiring ------------------------------------------------------------------------------------
     def outputs(self, hist: history.HistoryPanel) -> list:
         return [self.video, self.captioned, self.masks, self.legend, self.status, self.seed, hist.gallery, hist.state, self.last_output,
-                self.reroll_segment, self.reroll_btn]
+                self.reroll_segment, self.reroll_btn, hist.details]
 
     def wire(self, panel: TimelinePanel, hist: history.HistoryPanel) -> None:
         gpu = dict(concurrency_limit=1, concurrency_id="gpu", show_progress="full", show_progress_on=[self.video, self.status])

@@ -72,8 +72,8 @@ class HistoryPanel:
         self.selected = gr.State(None)
         with gr.Accordion("Session history", open=True):
             self.gallery = gr.Gallery(
-                label="Past runs (click one, then 'Load into editor')", columns=6, height=220, allow_preview=False,
-                interactive=False, elem_id="rt-history",
+                label="Past runs (click one, then 'Load into editor')", columns=8, height=200, allow_preview=False,
+                interactive=False, elem_id="rt-history", fit_columns=False, object_fit="contain",
             )
             with gr.Row():
                 self.details = gr.Markdown("No runs yet.", elem_id="rt-history-details")

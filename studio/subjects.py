@@ -30,7 +30,7 @@ class SubjectSlot:
             self.name = gr.Textbox(label="Name", max_lines=1, elem_id=f"rt-subject-name-{index}", placeholder="the man in red")
             self.kind = gr.Radio(list(KINDS), label="Kind", value="object", elem_id=f"rt-subject-kind-{index}")
             self.gallery = gr.Gallery(
-                label="What the model sees", columns=4, height=130, allow_preview=False,
+                label="What the model sees", columns=4, height=130, allow_preview=False, fit_columns=False,
                 interactive=False, elem_id=f"rt-subject-refs-{index}", elem_classes=["rt-ref-gallery"], object_fit="contain",
             )
             # The upload event runs with preprocess=False: the handler gets the uploaded file untouched
