@@ -57,7 +57,10 @@ def make_engine(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[studio] %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[studio] %(message)s"))
+    logging.getLogger("reactid").addHandler(handler)
+    logging.getLogger("reactid").setLevel(logging.INFO)
     from model.planner import PlannerConfig
     from studio.app import build_studio
 

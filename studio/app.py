@@ -92,7 +92,7 @@ def build_studio(
             with gr.Tab("Generate", id="generate"):
                 with gr.Row():
                     with gr.Column(scale=2, min_width=340):
-                        subjects = SubjectsPanel(store, limits, examples.example_references())
+                        subjects = SubjectsPanel(store, limits, examples.example_references(), doc)
                     with gr.Column(scale=5):
                         with gr.Row(equal_height=True):
                             scene_dd = gr.Dropdown([(t, s) for t, s in scenes], value=scenes[0][1] if scenes else None, label="Example scene", scale=3, elem_id="rt-scene")
@@ -134,8 +134,6 @@ def build_studio(
 
         scene_btn.click(load_scene, [scene_dd, panel.doc_state, panel.undo_state], panel.full_outputs(), api_name="load_example", concurrency_limit=None)
 
-        # The first render of a session: fill the subject slots from the starting document.
-        demo.load(lambda d: panel.full(d, editor.undo_init()), [panel.doc_state], panel.full_outputs(), api_name=False, show_progress="hidden")
 
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return Studio(demo, engine, workdir, {"timeline": panel, "subjects": subjects, "generate": generate, "history": hist, "planner": planner})

@@ -23,13 +23,15 @@ from .timeline_panel import TimelinePanel
 
 
 class SubjectSlot:
-    def __init__(self, index: int, example_refs: list[tuple[str, str]]):
+    def __init__(self, index: int, example_refs: list[tuple[str, str]], initial: dict | None = None):
         self.index = index
-        with gr.Group(visible=False, elem_id=f"rt-subject-{index}", elem_classes=["rt-subject"]) as self.group:
-            self.title = gr.Markdown(f"**Subject {index + 1}**", elem_id=f"rt-subject-title-{index}")
-            self.name = gr.Textbox(label="Name", max_lines=1, elem_id=f"rt-subject-name-{index}", placeholder="the man in red")
-            self.kind = gr.Radio(list(KINDS), label="Kind", value="object", elem_id=f"rt-subject-kind-{index}")
+        init = initial or {"visible": False, "title": f"**Subject {index + 1}**", "name": "", "kind": "object", "gallery": []}
+        with gr.Group(visible=init["visible"], elem_id=f"rt-subject-{index}", elem_classes=["rt-subject"]) as self.group:
+            self.title = gr.Markdown(init["title"], elem_id=f"rt-subject-title-{index}")
+            self.name = gr.Textbox(init["name"], label="Name", max_lines=1, elem_id=f"rt-subject-name-{index}", placeholder="the man in red")
+            self.kind = gr.Radio(list(KINDS), label="Kind", value=init["kind"], elem_id=f"rt-subject-kind-{index}")
             self.gallery = gr.Gallery(
+                value=init["gallery"] or None,
                 label="What the model sees", columns=4, height=130, allow_preview=False, fit_columns=False,
                 interactive=False, elem_id=f"rt-subject-refs-{index}", elem_classes=["rt-ref-gallery"], object_fit="contain",
             )
@@ -49,14 +51,15 @@ class SubjectSlot:
 
 
 class SubjectsPanel:
-    def __init__(self, store: ReferenceStore, limits: Limits, example_refs: list[tuple[str, str]]):
+    def __init__(self, store: ReferenceStore, limits: Limits, example_refs: list[tuple[str, str]], doc: dict | None = None):
         self.store = store
         self.limits = limits
         self.max_subjects = min(MAX_SUBJECTS, limits.max_subjects)
         self.max_refs = min(4, limits.max_references)
         gr.Markdown(f"### Subjects\nUp to {self.max_subjects} subjects, each with 1–{self.max_refs} reference images.")
-        self.slots = [SubjectSlot(i, example_refs) for i in range(MAX_SUBJECTS)]
-        self.add_btn = gr.Button("+ Add subject", elem_id="rt-add-subject")
+        subjects = (doc or {}).get("subjects", [])
+        self.slots = [SubjectSlot(i, example_refs, self.slot_values(doc, i) if i < len(subjects) else None) for i in range(MAX_SUBJECTS)]
+        self.add_btn = gr.Button("+ Add subject", elem_id="rt-add-subject", interactive=len(subjects) < self.max_subjects)
 
     # ---- views ----------------------------------------------------------------------------------
     def view_components(self) -> list:
@@ -65,31 +68,31 @@ class SubjectsPanel:
             out += slot.components()
         return out + [self.add_btn]
 
+    def slot_values(self, doc: dict, i: int) -> dict:
+        """What slot i shows for subject i of `doc` (plain values)."""
+        s = doc["subjects"][i]
+        refs = s.get("references", [])
+        gallery = []
+        for r in refs:
+            try:
+                gallery.append(self.store.crop_of(r))
+            except (OSError, ValueError):
+                pass
+        n = len(refs)
+        note = "⚠️ add at least one reference image" if n == 0 else f"{n}/{self.max_refs} reference{'s' if n != 1 else ''}"
+        title = (
+            f"<span style='display:inline-block;width:12px;height:12px;border-radius:3px;background:{editor.color_of(i)}'></span> "
+            f"**Subject {i + 1}** · id `{s['id']}` · {note}"
+        )
+        return {"visible": True, "title": title, "name": s.get("name", ""), "kind": s.get("kind", "object"), "gallery": gallery}
+
     def view_values(self, doc: dict) -> list:
         subjects = doc.get("subjects", [])
         out = []
-        for i, slot in enumerate(self.slots):
+        for i in range(len(self.slots)):
             if i < len(subjects):
-                s = subjects[i]
-                color = editor.color_of(i)
-                refs = s.get("references", [])
-                gallery = []
-                for k, r in enumerate(refs):
-                    try:
-                        gallery.append(self.store.crop_of(r))
-                    except (OSError, ValueError):
-                        gallery.append(None)
-                gallery = [g for g in gallery if g]
-                n = len(refs)
-                note = "⚠️ add at least one reference image" if n == 0 else f"{n}/{self.max_refs} reference{'s' if n != 1 else ''}"
-                out += [
-                    gr.update(visible=True),
-                    f"<span style='display:inline-block;width:12px;height:12px;border-radius:3px;background:{color}'></span> "
-                    f"**Subject {i + 1}** · id `{s['id']}` · {note}",
-                    gr.update(value=s.get("name", "")),
-                    gr.update(value=s.get("kind", "object")),
-                    gr.update(value=gallery),
-                ]
+                v = self.slot_values(doc, i)
+                out += [gr.update(visible=True), v["title"], gr.update(value=v["name"]), gr.update(value=v["kind"]), gr.update(value=v["gallery"])]
             else:
                 out += [gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip()]
         out.append(gr.update(interactive=len(subjects) < self.max_subjects))

@@ -258,7 +258,7 @@ def test_generate_on_default_model_gives_playable_mp4(server, engine_info):
 
     c = client(server)
     t0 = time.perf_counter()
-    video, captioned, masks, legend, status, seed, gallery, reroll = _generate(c)
+    video, captioned, masks, legend, status, seed, gallery, reroll, details = _generate(c)
     elapsed = time.perf_counter() - t0
     assert status.startswith("✅ Run #1"), status
     assert seed == 7
@@ -271,6 +271,7 @@ def test_generate_on_default_model_gives_playable_mp4(server, engine_info):
     assert probe_video(masks)["frames"] == 65
     assert "the red striped circle" in legend
     assert len(gallery) == 1 and "seed 7" in gallery[0]["caption"]
+    assert details.startswith("1 run in this session")
     (ARTIFACTS).mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "api-generate.txt").write_text(f"engine={engine_info[1]} seconds={elapsed:.2f}\n{status}\n")
 
