@@ -114,9 +114,7 @@ class GeneratePanel:
             for r in s.references:
                 if not self.store.is_allowed(r):
                     raise UserError(f"subject {s.id!r} ({s.name}): reference {Path(r).name} is not available any more; add it again.")
-            if not any(a.text.strip() for a in s.actions):
-                pass  # a subject without actions is allowed: it is present but has no sub-action
-        return tl
+        return tl  # a subject without actions is allowed: it is in the scene without a sub-action
 
     def _request(self, doc, negative, steps, guidance, seed, randomize, size, segment) -> tuple[GenerationRequest, dict]:
         tl = self._check_doc(doc)

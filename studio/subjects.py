@@ -32,7 +32,7 @@ class SubjectSlot:
             self.kind = gr.Radio(list(KINDS), label="Kind", value=init["kind"], elem_id=f"rt-subject-kind-{index}")
             self.gallery = gr.Gallery(
                 value=init["gallery"] or None,
-                label="What the model sees", columns=4, height=130, allow_preview=False, fit_columns=False,
+                label="What the model sees", columns=2, height=300, allow_preview=False, fit_columns=False,
                 interactive=False, elem_id=f"rt-subject-refs-{index}", elem_classes=["rt-ref-gallery"], object_fit="contain",
             )
             # The upload event runs with preprocess=False: the handler gets the uploaded file untouched
