@@ -57,6 +57,27 @@ class CancelRegistry:
                 del self._events[session]
 
 
+RUN_MAX_AGE_HOURS = 24.0  # generated videos older than this are deleted (a shared server must not fill its disk)
+
+
+def prune_runs(runs_dir: Path, max_age_hours: float = RUN_MAX_AGE_HOURS) -> int:
+    """Delete run folders older than `max_age_hours`; returns how many were removed."""
+    import shutil
+
+    if not runs_dir.is_dir():
+        return 0
+    cutoff = time.time() - max_age_hours * 3600
+    removed = 0
+    for d in runs_dir.iterdir():
+        try:
+            if d.is_dir() and d.stat().st_mtime < cutoff:
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
@@ -172,6 +193,7 @@ class GeneratePanel:
         seconds = time.perf_counter() - t0
         progress(1.0, desc="Writing the videos…")
         run_id = history.next_id(hist)
+        prune_runs(self.workdir / "runs")
         run_dir = self.workdir / "runs" / f"{session[:12]}-{int(time.time())}-{run_id}"
         colors = list(editor.PALETTE)
         video = media.write_video(out.frames, run_dir / "video.mp4", out.fps)

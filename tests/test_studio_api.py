@@ -369,3 +369,17 @@ def test_undo_history_coalesces_typing_and_is_bounded():
     assert len(h["past"]) == editor.UNDO_LIMIT
     with pytest.raises(editor.EditError):
         editor.redo(editor.undo_init(), doc)
+
+
+def test_old_runs_are_pruned(tmp_path):
+    import os
+
+    from studio.generate_tab import prune_runs
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    (old / "video.mp4").write_bytes(b"x")
+    os.utime(old, (time.time() - 48 * 3600,) * 2)
+    assert prune_runs(tmp_path, max_age_hours=24) == 1
+    assert not old.exists() and new.exists()
