@@ -295,7 +295,9 @@ class GeneratePanel:
             values = [s.get("negative_prompt", ""), s.get("steps"), s.get("guidance"), s.get("seed"), False, s.get("size"),
                       s.get("segment_seconds") or 0, s.get("burn_captions", True)]
             msg = f"📂 Loaded run #{run.id} into the editor (timeline and settings; seed {s.get('seed')} fixed)."
-            return [*panel.commit(doc, run.timeline, undo, full=True, message=msg), *values, run.video, f"Showing run #{run.id}."]
+            video = run.video if Path(run.video).is_file() else None
+            shown = f"Showing run #{run.id}." if video else f"Run #{run.id}'s video was deleted from the server (runs are kept for a day); its timeline and settings are loaded."
+            return [*panel.commit(doc, run.timeline, undo, full=True, message=msg), *values, video, shown]
 
         hist.load_btn.click(
             load_run, [hist.selected, hist.state, panel.doc_state, panel.undo_state],
