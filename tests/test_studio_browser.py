@@ -256,6 +256,18 @@ def test_generate_shows_a_playable_mp4(page):
     page.locator("#rt-video").scroll_into_view_if_needed()
     time.sleep(0.5)
     shot(page, "11-generated")
+    # Change the timeline, then load the run back from the history.
+    generated = doc(page)
+    page.locator("#rt-subject-remove-1").click()
+    wait_doc(page, lambda d: len(d["subjects"]) == 1)
+    page.locator("#rt-history img").first.click()
+    page.wait_for_function("() => document.querySelector('#rt-history-details').innerText.includes('Run #1')")
+    page.locator("#rt-history-load").click()
+    d = wait_doc(page, lambda d: len(d["subjects"]) == 2)
+    assert d == generated
+    assert page.locator("#rt-seed input").input_value() != "" and not page.locator("#rt-randomize input").is_checked()
+    page.wait_for_function("() => document.querySelectorAll('#rt-timeline .vis-item').length === 4")
+    shot(page, "12-loaded-from-history")
 
 
 def test_import_broken_json_shows_the_error(page, files):
@@ -267,7 +279,7 @@ def test_import_broken_json_shows_the_error(page, files):
     assert "broken.json" in msg and "not valid JSON at line 1" in msg
     assert doc(page) == before
     assert page.locator("#rt-timeline .vis-item").count() == 4  # the page keeps working
-    shot(page, "12-broken-json")
+    shot(page, "13-broken-json")
 
 
 def test_plan_from_prompt_fills_the_widget(page):
@@ -278,4 +290,4 @@ def test_plan_from_prompt_fills_the_widget(page):
     assert actions(d, "s1") == [(2.0, 4.0, "jumps")]
     page.wait_for_function("() => [...document.querySelectorAll('#rt-timeline .vis-item')].map(e => e.innerText).includes('grows')")
     assert "offline rule planner" in page.locator("#rt-editor-msg").inner_text()
-    shot(page, "13-planned")
+    shot(page, "14-planned")
