@@ -28,6 +28,7 @@ from diffusers.schedulers import KarrasDiffusionSchedulers  # noqa: F401  (docum
 from PIL import Image
 
 from .conditioning import build_timeline_conditioning
+from .framevae import load_vae
 from .references import ReferenceError, load_reference_image, reference_to_array
 from .timeline import TIME_COMPRESSION, Timeline, TimelineError, flatten_to_prompt, num_latent_frames, split_segments
 from .transformer import ReactIDTransformer
@@ -53,7 +54,7 @@ class ReactIDPipelineOutput:
 class ReactIDPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
 
-    def __init__(self, vae: AutoencoderKLWan, text_encoder, tokenizer, transformer: ReactIDTransformer, scheduler: FlowMatchEulerDiscreteScheduler,
+    def __init__(self, vae, text_encoder, tokenizer, transformer: ReactIDTransformer, scheduler: FlowMatchEulerDiscreteScheduler,
                  max_sequence_length: int = 512, default_height: int = 480, default_width: int = 832, default_fps: int = 16,
                  reference_size: int | None = None, max_frames: int = 81, caption_max_length: int | None = None,
                  name_max_length: int | None = None, prompt_mode: str = "prompt"):
@@ -137,7 +138,7 @@ class ReactIDPipeline(DiffusionPipeline):
 
         cfg = json.loads((path / PIPELINE_CONFIG).read_text())
         tok_cls = getattr(transformers, cfg.pop("tokenizer_class", "AutoTokenizer"))
-        vae = AutoencoderKLWan.from_pretrained(path / "vae")
+        vae = load_vae(path / "vae")
         text_encoder = UMT5EncoderModel.from_pretrained(path / "text_encoder").eval()
         tokenizer = tok_cls.from_pretrained(path / "tokenizer")
         transformer = ReactIDTransformer.from_pretrained(path / "transformer").eval()

@@ -28,7 +28,8 @@ class DataConfig:
 
 @dataclass
 class VAEConfig:
-    checkpoint: str | None = None  # an AutoencoderKLWan directory; None -> train one (sprite world)
+    checkpoint: str | None = None  # a VAE directory (AutoencoderKLWan or FrameGroupVAE); None -> train one (sprite world)
+    kind: str = "framegroup"  # 'framegroup' (model/framevae.py: Wan's latent layout without recurrence) | 'wan'
     z_dim: int = 8
     base_dim: int = 16
     steps: int = 1200
@@ -159,6 +160,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("curriculum.inter_ratios", f"must be four numbers in [0, 1], got {c.inter_ratios}")
     if len(c.lambdas) != 3 or any(x < 0 for x in c.lambdas):
         bad("curriculum.lambdas", f"must be three non-negative weights (sub, app, sam), got {c.lambdas}")
+    if cfg.vae.kind not in ("framegroup", "wan"):
+        bad("vae.kind", f"must be 'framegroup' or 'wan', got {cfg.vae.kind!r}")
     if cfg.vae.checkpoint is None and cfg.vae.steps < 1:
         bad("vae.steps", "must be >= 1 when no vae.checkpoint is given")
     if cfg.vae.checkpoint is not None and not Path(cfg.vae.checkpoint).is_dir():

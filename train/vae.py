@@ -18,31 +18,39 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKLWan
 
 
-def build_vae(z_dim: int = 8, base_dim: int = 16) -> AutoencoderKLWan:
+def build_vae(z_dim: int = 8, base_dim: int = 16, kind: str = "framegroup"):
+    """'framegroup' (default for small models: no recurrence, see model/framevae.py) or 'wan'."""
+    if kind == "framegroup":
+        from model.framevae import FrameGroupVAE
+
+        return FrameGroupVAE(z_dim=z_dim, width=2 * base_dim)
     return AutoencoderKLWan(base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
                             latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
 
 
 def train_vae(videos: np.ndarray, out_dir: str | Path, *, z_dim: int = 8, base_dim: int = 16, steps: int = 1000, batch_size: int = 8,
-              lr: float = 2e-3, kl_weight: float = 1e-6, snippet_frames: int = 5, seed: int = 0, log=print) -> AutoencoderKLWan:
+              lr: float = 2e-3, kl_weight: float = 1e-6, snippet_frames: int = 5, seed: int = 0, log=print, kind: str = "framegroup"):
     """videos: uint8 [N, F, H, W, 3]. Writes the VAE (with latent mean/std measured on the data) to out_dir."""
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    vae = build_vae(z_dim, base_dim).train()
+    vae = build_vae(z_dim, base_dim, kind).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     N, Fr = videos.shape[:2]
     t0 = time.time()
     for step in range(steps):
         idx = rng.integers(0, N, batch_size)
-        starts = rng.integers(0, Fr - snippet_frames + 1, batch_size)
+        # snippets start on a group boundary (frame 4j), as the frames of a clip are grouped
+        starts = rng.integers(0, (Fr - snippet_frames) // 4 + 1, batch_size) * 4
         x = np.stack([videos[i, s : s + snippet_frames] for i, s in zip(idx, starts)])
         x = torch.from_numpy(x).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
         post = vae.encode(x).latent_dist
-        rec = vae.decode(post.sample()).sample
+        # the mean, not a sample: with a negligible KL weight a sampled latent lets logvar grow until
+        # reconstructions blow up (seen as loss spikes in tiny Wan VAEs)
+        rec = vae.decode(post.mode()).sample
         rec_loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x)
-        kl = post.kl().mean()
+        kl = post.kl().mean() if kind == "wan" else torch.zeros(())
         loss = rec_loss + kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
