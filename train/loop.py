@@ -143,6 +143,7 @@ class Trainer:
         self.prompt_embeds = torch.stack([table[p][0] for p in prompts])
         self.empty_prompt = table[""][0]
         del enc
+        self.step = 0
 
     # ---- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
