@@ -37,6 +37,7 @@ def build(device):
     torch.manual_seed(0)
     base = WanTransformer3DModel(**CFG).eval().to(device)
     model = ReactIDTransformer.from_wan(base, num_reference_blocks=2, mask_blocks=5).eval().to(device)
+    pooled = ReactIDTransformer.from_wan(base, num_reference_blocks=2, mask_blocks=5, reference_token_pool=2).eval().to(device)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1, 16, 5, 32, 32, generator=g).to(device)  # 5 x 16 x 16 = 1280 tokens
     t = torch.tensor([500.0], device=device)
@@ -50,17 +51,20 @@ def build(device):
 
     tl = build_timeline_conditioning([example_timeline()], enc).to(device)
     masks = torch.rand(1, 2, 1280, generator=g).to(device)
-    return base, model, (x, t, ctx, refs, subj, names, tl, masks)
+    return base, (model, pooled), (x, t, ctx, refs, subj, names, tl, masks)
 
 
-def variants(base, model, inputs):
+def variants(base, models, inputs):
+    model, pooled = models
     x, t, ctx, refs, subj, names, tl, masks = inputs
     with torch.no_grad():
         cached = model.encode_references(refs, subj, names, 2)
+        cached_pooled = pooled.encode_references(refs, subj, names, 2)
     return {
         "base Wan": lambda: base(x, t, ctx),
         "ReactID, refs cached": lambda: model(x, t, ctx, reference_features=cached, timeline=tl, subject_masks=masks),
         "ReactID, refs every step": lambda: model(x, t, ctx, reference_features=model.encode_references(refs, subj, names, 2), timeline=tl, subject_masks=masks),
+        "ReactID, cached, ref pool 2x2": lambda: pooled(x, t, ctx, reference_features=cached_pooled, timeline=tl, subject_masks=masks),
     }
 
 
@@ -91,7 +95,7 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args()
-    base, model, inputs = build(args.device)
+    base, model, inputs = build(args.device)  # model = (ReactID, ReactID with pooled reference tokens)
     v = variants(base, model, inputs)
     times = {k: [] for k in v}
     with torch.no_grad():
@@ -106,7 +110,7 @@ def main():
                 if args.device == "cuda":
                     torch.cuda.synchronize()
                 times[k].append(time.perf_counter() - t0)
-    counts = model.trainable_parameter_counts()
+    counts = model[0].trainable_parameter_counts()
     base_ms = statistics.median(times["base Wan"]) * 1000
     rows = []
     for k in v:
@@ -115,9 +119,9 @@ def main():
     print(f"device: {args.device}, torch threads: {torch.get_num_threads()}, repeats: {args.repeats}")
     print(f"config: width {CFG['num_attention_heads'] * CFG['attention_head_dim']}, {CFG['num_layers']} layers, 1280 video tokens, 2 subjects x 256 reference tokens")
     print(f"parameters: base {counts['base']:,}  ReactID adds {counts['reactid']:,} (+{100 * counts['reactid'] / counts['base']:.1f}%)")
-    print(f"{'variant':28s} {'median ms/step':>15s} {'x base':>8s} {'peak MB':>9s}")
+    print(f"{'variant':32s} {'median ms/step':>15s} {'x base':>8s} {'peak MB':>9s}")
     for r in rows:
-        print(f"{r['variant']:28s} {r['median_ms']:15.1f} {r['ratio_vs_base']:8.3f} {r['peak_mb']:9.1f}")
+        print(f"{r['variant']:32s} {r['median_ms']:15.1f} {r['ratio_vs_base']:8.3f} {r['peak_mb']:9.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "params": counts}, indent=2))
 

@@ -41,7 +41,7 @@ MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
     "rope_rescale_T", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
-    "mask_hidden_dim", "max_subjects", "max_references_per_subject",
+    "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool",
 )
 
 
@@ -269,6 +269,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         mask_hidden_dim: int = 64,
         max_subjects: int = 6,
         max_references_per_subject: int = 4,
+        reference_token_pool: int = 1,
     ) -> None:
         if image_dim is not None or added_kv_proj_dim is not None:
             raise ValueError("ReactIDTransformer builds on the text-to-video Wan (no image_dim / added_kv_proj_dim)")
@@ -278,6 +279,8 @@ class ReactIDTransformer(WanTransformer3DModel):
             raise ValueError(f"label_strategy must be one of {R.LABEL_STRATEGIES}, got {label_strategy!r}")
         if use_reference_branch and not 1 <= num_reference_blocks <= num_layers:
             raise ValueError(f"num_reference_blocks must be in 1..num_layers ({num_layers}), got {num_reference_blocks}")
+        if reference_token_pool < 1:
+            raise ValueError(f"reference_token_pool must be >= 1, got {reference_token_pool}")
         if rope_rescale_T <= 0:
             raise ValueError(f"rope_rescale_T must be > 0, got {rope_rescale_T}")
         super().__init__(
@@ -394,9 +397,16 @@ class ReactIDTransformer(WanTransformer3DModel):
         temb, tproj, ctx, _ = self.condition_embedder(t0, text, None)
         tproj = tproj.unflatten(1, (6, -1))
         feats = []
+        pool = self.config.reference_token_pool
+        hp, wp = h // self.config.patch_size[1], w // self.config.patch_size[2]
         for rb in self.ref_blocks:
             x = rb(x, ctx, tproj, (rot_cos, rot_sin))
-            feats.append(x.reshape(B, M * P, -1))
+            f = x
+            if pool > 1:  # fewer reference keys for the video to attend to (the blocks above ran at full size)
+                f = F.avg_pool2d(f.transpose(1, 2).reshape(B * M, -1, hp, wp), pool, ceil_mode=True)
+                f = f.flatten(2).transpose(1, 2)
+            feats.append(f.reshape(B, -1, f.shape[-1]))
+        P = feats[0].shape[1] // M
         token_subject = reference_subject.view(B, M, 1).expand(B, M, P).reshape(B, M * P)
         n_ref, n = len(self.ref_blocks), len(self.blocks)
         kv = [blk.reference_kv(feats[min(n_ref - 1, j * n_ref // n)]) for j, blk in enumerate(self.blocks)]

@@ -251,3 +251,16 @@ def test_fast_rotary_matches_the_reference_form():
     want = torch.cat([R.apply_rotary(x[..., :20], c.unsqueeze(2), s.unsqueeze(2)), x[..., 20:]], -1)
     cf, sf = R.full_rotary_tables(c.unsqueeze(2), s.unsqueeze(2), 32)
     assert torch.allclose(R.apply_rotary_fast(x, cf.float(), sf.float()), want, atol=1e-5)
+
+
+def test_reference_token_pooling_keeps_equivalence_and_shrinks_keys():
+    base = random_wan()
+    model = ReactIDTransformer.from_wan(base, reference_token_pool=2).eval()
+    x, t, ctx, refs, rs, rt, masks = inputs()
+    with torch.no_grad():
+        feats = model.encode_references(refs, rs, rt, num_subjects=2)
+        full = ReactIDTransformer.from_wan(base).eval().encode_references(refs, rs, rt, num_subjects=2)
+        assert feats.features[0].shape[1] * 4 == full.features[0].shape[1]
+        assert feats.token_subject.tolist() == [[0] * 4 + [0] * 4 + [1] * 4]
+        out = model(x, t, ctx, reference_features=feats, timeline=build_timeline_conditioning([example_timeline()], fake_encoder()), subject_masks=masks)
+    assert (out.sample - base(x, t, ctx).sample).abs().max() <= 1e-5 and out.mask_logits.shape == (1, 2, masks.shape[-1])
