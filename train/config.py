@@ -37,6 +37,7 @@ class VAEConfig:
     lr: float = 2e-3
     kl_weight: float = 1e-6
     snippet_frames: int = 5
+    fg_weight: float = 10.0  # extra loss weight on pixels far from the frame's median colour (the subjects)
 
 
 @dataclass

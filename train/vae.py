@@ -29,7 +29,7 @@ def build_vae(z_dim: int = 8, base_dim: int = 16, kind: str = "framegroup"):
 
 
 def train_vae(videos: np.ndarray, out_dir: str | Path, *, z_dim: int = 8, base_dim: int = 16, steps: int = 1000, batch_size: int = 8,
-              lr: float = 2e-3, kl_weight: float = 1e-6, snippet_frames: int = 5, seed: int = 0, log=print, kind: str = "framegroup"):
+              lr: float = 2e-3, kl_weight: float = 1e-6, snippet_frames: int = 5, seed: int = 0, log=print, kind: str = "framegroup", fg_weight: float = 10.0):
     """videos: uint8 [N, F, H, W, 3]. Writes the VAE (with latent mean/std measured on the data) to out_dir."""
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
@@ -49,7 +49,11 @@ def train_vae(videos: np.ndarray, out_dir: str | Path, *, z_dim: int = 8, base_d
         # the mean, not a sample: with a negligible KL weight a sampled latent lets logvar grow until
         # reconstructions blow up (seen as loss spikes in tiny Wan VAEs)
         rec = vae.decode(post.mode()).sample
-        rec_loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x)
+        # Foreground weighting: sprites cover a few percent of the pixels, so a plain MSE learns the
+        # background and greys the subjects' colours. Pixels far from their frame's median colour weigh more.
+        median = x.flatten(3).median(dim=-1).values[..., None, None]
+        weight = 1.0 + fg_weight * ((x - median).abs().sum(1, keepdim=True) > 0.15).float()
+        rec_loss = ((rec - x) ** 2 * weight).mean() + 0.5 * ((rec - x).abs() * weight).mean()
         kl = post.kl().mean() if kind == "wan" else torch.zeros(())
         loss = rec_loss + kl_weight * kl
         opt.zero_grad(set_to_none=True)
