@@ -72,12 +72,7 @@ def cold_start() -> float:
 def engine():
     from studio.engine import Engine
 
-    try:
-        return Engine.default(device="cpu"), "embedded default"
-    except FileNotFoundError:
-        from model.tiny import tiny_pipeline
-
-        return Engine(tiny_pipeline(0), name="tiny stand-in", is_default=True), "tiny stand-in (default model not built)"
+    return Engine.default(device="cpu"), "embedded default"
 
 
 def main() -> None:

@@ -33,13 +33,14 @@ CFG = dict(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64, i
            freq_dim=256, ffn_dim=1024, num_layers=8, rope_max_seq_len=1024)
 
 
-def build(device):
+def build(device, frames: int = 5, layers: int = 8):
     torch.manual_seed(0)
+    CFG["num_layers"] = layers
     base = WanTransformer3DModel(**CFG).eval().to(device)
     model = ReactIDTransformer.from_wan(base, num_reference_blocks=2, mask_blocks=5).eval().to(device)
     pooled = ReactIDTransformer.from_wan(base, num_reference_blocks=2, mask_blocks=5, reference_token_pool=2).eval().to(device)
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(1, 16, 5, 32, 32, generator=g).to(device)  # 5 x 16 x 16 = 1280 tokens
+    x = torch.randn(1, 16, frames, 32, 32, generator=g).to(device)  # frames x 16 x 16 tokens (5 -> 1280)
     t = torch.tensor([500.0], device=device)
     ctx = torch.randn(1, 64, 128, generator=g).to(device)
     refs = torch.randn(1, 2, 16, 32, 32, generator=g).to(device)  # 2 subjects, 256 tokens each
@@ -50,7 +51,7 @@ def build(device):
         return torch.randn(len(caps), 12, 128, generator=g), torch.ones(len(caps), 12, dtype=torch.bool)
 
     tl = build_timeline_conditioning([example_timeline()], enc).to(device)
-    masks = torch.rand(1, 2, 1280, generator=g).to(device)
+    masks = torch.rand(1, 2, frames * 256, generator=g).to(device)
     return base, (model, pooled), (x, t, ctx, refs, subj, names, tl, masks)
 
 
@@ -68,13 +69,13 @@ def variants(base, models, inputs):
     }
 
 
-def peak_memory_row(name: str, device: str) -> float:
+def peak_memory_row(name: str, device: str, frames: int, layers: int) -> float:
     """Peak resident memory (MB) of a fresh process that builds the models and runs one step of `name`."""
     code = f"""
 import sys, torch; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from bench_transformer import build, variants
 torch.set_num_threads({torch.get_num_threads()})
-b, m, inp = build({device!r})
+b, m, inp = build({device!r}, {frames}, {layers})
 v = variants(b, m, inp)
 if {device!r} == 'cuda':
     torch.cuda.reset_peak_memory_stats()
@@ -94,8 +95,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--frames", type=int, default=5, help="latent frames (x 256 video tokens)")
+    ap.add_argument("--layers", type=int, default=8)
     args = ap.parse_args()
-    base, model, inputs = build(args.device)  # model = (ReactID, ReactID with pooled reference tokens)
+    base, model, inputs = build(args.device, args.frames, args.layers)  # model = (ReactID, ReactID with pooled reference tokens)
     v = variants(base, model, inputs)
     times = {k: [] for k in v}
     with torch.no_grad():
@@ -115,9 +118,9 @@ def main():
     rows = []
     for k in v:
         ms = statistics.median(times[k]) * 1000
-        rows.append({"variant": k, "median_ms": round(ms, 1), "ratio_vs_base": round(ms / base_ms, 3), "peak_mb": round(peak_memory_row(k, args.device), 1)})
+        rows.append({"variant": k, "median_ms": round(ms, 1), "ratio_vs_base": round(ms / base_ms, 3), "peak_mb": round(peak_memory_row(k, args.device, args.frames, args.layers), 1)})
     print(f"device: {args.device}, torch threads: {torch.get_num_threads()}, repeats: {args.repeats}")
-    print(f"config: width {CFG['num_attention_heads'] * CFG['attention_head_dim']}, {CFG['num_layers']} layers, 1280 video tokens, 2 subjects x 256 reference tokens")
+    print(f"config: width {CFG['num_attention_heads'] * CFG['attention_head_dim']}, {CFG['num_layers']} layers, {args.frames * 256} video tokens, 2 subjects x 256 reference tokens, 5 mask blocks")
     print(f"parameters: base {counts['base']:,}  ReactID adds {counts['reactid']:,} (+{100 * counts['reactid'] / counts['base']:.1f}%)")
     print(f"{'variant':32s} {'median ms/step':>15s} {'x base':>8s} {'peak MB':>9s}")
     for r in rows:

