@@ -50,37 +50,16 @@ log = logging.getLogger("reactid.dataset")
 # Video files (preview / real footage)
 # --------------------------------------------------------------------------------------------
 def write_mp4(frames: np.ndarray, path: str | Path, fps: int, crf: int = 18) -> Path:
-    """uint8 [F, H, W, 3] -> H.264 yuv420p MP4 (odd sides edge-padded to even)."""
-    from fractions import Fraction
+    """uint8 [F, H, W, 3] -> H.264 yuv420p MP4 (the project's one writer, model/video.py)."""
+    from model.video import export_mp4
 
-    import av
-
-    frames = np.asarray(frames, dtype=np.uint8)
-    ph, pw = frames.shape[1] % 2, frames.shape[2] % 2
-    if ph or pw:
-        frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(int(fps), 1))
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return export_mp4(frames, path, fps, crf=crf)
 
 
 def read_video_frames(path: str | Path) -> np.ndarray:
-    import av
+    from model.video import read_video
 
-    with av.open(str(path)) as container:
-        frames = [fr.to_ndarray(format="rgb24") for fr in container.decode(video=0)]
-    if not frames:
-        raise ValueError(f"{Path(path).name}: no video frames")
-    return np.stack(frames)
+    return read_video(path)[0]
 
 
 # --------------------------------------------------------------------------------------------
