@@ -24,13 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
-from diffusers.schedulers import KarrasDiffusionSchedulers  # noqa: F401  (documentation of accepted kinds)
 from PIL import Image
 
 from .conditioning import build_timeline_conditioning
 from .framevae import load_vae
 from .references import ReferenceError, load_reference_image, reference_to_array
-from .timeline import TIME_COMPRESSION, Timeline, TimelineError, flatten_to_prompt, num_latent_frames, split_segments
+from .timeline import TIME_COMPRESSION, Timeline, flatten_to_prompt, num_latent_frames, split_segments
 from .transformer import ReactIDTransformer
 
 PIPELINE_CONFIG = "reactid_pipeline.json"

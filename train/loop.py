@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from model.conditioning import build_timeline_conditioning
 from model.losses import add_flow_noise, flow_matching_loss, focal_loss
@@ -180,7 +179,6 @@ class Trainer:
     # ---- one batch -------------------------------------------------------------------------------
     def batch(self, plan: StepPlan):
         c = self.cache
-        B = len(plan.indices)
         lat = c["latents"][plan.indices]  # [B, z, F', h, w]
         S = max(c["num_subjects"][i] for i in plan.indices)
         refs, ref_subj, ref_text, masks = [], [], [], []
