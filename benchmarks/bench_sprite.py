@@ -36,6 +36,8 @@ ABLATIONS = {
     "vanilla RoPE": {"model.reactid.temporal_mode": "vanilla_rope"},
     "attention mask": {"model.reactid.temporal_mode": "attn_mask"},
     "no curriculum": {"curriculum.mode": "none"},
+    # not a paper ablation: the recipe's foreground-weighted flow loss switched off (Wan's plain MSE)
+    "full, unweighted flow loss": {"optim.fg_loss_weight": 0.0},
 }
 
 
@@ -100,16 +102,18 @@ def cmd_ablations(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     specs = []
     for name, overrides in ABLATIONS.items():
-        slug = name.split(" (")[0].replace(" ", "_")
+        if args.rows and not any(r in name for r in args.rows):
+            continue
+        slug = name.split(" (")[0].replace(",", "").replace(" ", "_")
         run = out / slug
         run.mkdir(parents=True, exist_ok=True)
         if (base / "cache.pt").is_file() and not (run / "cache.pt").exists():
             shutil.copy(base / "cache.pt", run / "cache.pt")  # same data, VAE latents and difficulty for every row
         sets = [f"output_dir={run}", f"vae.checkpoint={base / 'vae'}", f"optim.steps={args.train_steps}", f"optim.checkpoint_every={args.train_steps}"]
-        sets += [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+        sets += list(args.set) + [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
         export = run / "export"
         if not (export / "reactid_pipeline.json").is_file():
-            cmd = [sys.executable, "-m", "train", "--config", "sprite", "--export", str(export)] + [x for s in sets for x in ("--set", s)]
+            cmd = [sys.executable, "-m", "train", "--config", "sprite", "--threads", str(args.threads), "--export", str(export)] + [x for s in sets for x in ("--set", s)]
             t0 = time.time()
             subprocess.run(cmd, cwd=ROOT, check=True)
             (export / "training.json").write_text(json.dumps({"summary": f"{args.train_steps} st/{(time.time() - t0) / 60:.0f}m", "overrides": overrides}))
@@ -134,8 +138,11 @@ def main():
             p.add_argument("--train-steps", type=int, default=600, help="equal training budget for every row")
             p.add_argument("--base-run", default="runs/sprite")
             p.add_argument("--out", default="runs/ablations")
+            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every row, e.g. model.init_from=assets/default_model")
+            p.add_argument("--rows", nargs="*", help="only the rows whose name contains one of these words")
+            p.add_argument("--threads", type=int, default=2, help="torch threads of each training run")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(getattr(args, "threads", 2))
     cmd_eval(args) if args.cmd == "eval" else cmd_ablations(args)
 
 

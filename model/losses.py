@@ -32,5 +32,24 @@ def add_flow_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -
     return (1 - s) * x0 + s * noise
 
 
-def flow_matching_loss(pred: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(pred.float(), flow_matching_target(noise, x0).float())
+def flow_matching_loss(pred: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE to the velocity target; `weight` (broadcastable to the latents, >= 0) makes it a weighted mean."""
+    se = (pred.float() - flow_matching_target(noise, x0).float()).pow(2)
+    if weight is None:
+        return se.mean()
+    w = weight.to(se.dtype).expand_as(se)
+    return (se * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def foreground_loss_weight(token_masks: torch.Tensor, grid: tuple[int, int, int], patch: tuple[int, int, int], strength: float) -> torch.Tensor:
+    """Per-latent weight 1 + strength * (share of the token covered by any subject).
+
+    token_masks [B, S, N] (N = F' * Hp * Wp patch tokens) -> [B, 1, F'*pt, Hp*ph, Wp*pw]. Subjects cover a
+    small share of a frame, so under a plain mean the background's (often unpredictable) texture
+    dominates the gradient; this keeps every latent in the loss and tilts it towards the subjects."""
+    B = token_masks.shape[0]
+    cover = token_masks.float().amax(1).clamp(0, 1).view(B, 1, *grid)
+    for axis, rep in zip((2, 3, 4), patch):
+        if rep > 1:
+            cover = cover.repeat_interleave(rep, dim=axis)
+    return 1.0 + strength * cover

@@ -58,6 +58,8 @@ def losses(log: Path) -> dict[int, float]:
         ({"model": {"reactid": {"warp_speed": 1}}}, "model.reactid.warp_speed"),
         ({"optim": {"mixed_precision": "fp8"}}, "optim.mixed_precision"),
         ({"curriculum": {"mode": "sometimes"}}, "curriculum.mode"),
+        ({"optim": {"fg_loss_weight": -1}}, "optim.fg_loss_weight"),
+        ({"model": {"init_from": "/nonexistent/pipeline"}}, "model.init_from: directory not found"),
     ],
 )
 def test_bad_configs_fail_naming_the_key(override, key):

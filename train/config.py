@@ -52,6 +52,7 @@ class TextConfig:
 @dataclass
 class ModelConfig:
     base: str | None = None  # a Wan2.1 diffusers directory / hub id to start from; None -> build from the sizes below
+    init_from: str | None = None  # warm start: a pipeline directory (or its transformer/ folder) whose weights seed the model
     heads: int = 4
     head_dim: int = 32
     layers: int = 6
@@ -77,6 +78,7 @@ class OptimConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     mask_loss_weight: float = 0.5
+    fg_loss_weight: float = 0.0  # flow loss weight per latent = 1 + this * subject-mask coverage (0 = Wan's plain MSE)
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     cond_dropout: float = 0.1  # drop prompt + timeline so classifier-free guidance works
@@ -139,6 +141,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.warmup_steps", "must be >= 0")
     if o.mixed_precision not in ("no", "bf16", "fp16"):
         bad("optim.mixed_precision", f"must be 'no', 'bf16' or 'fp16', got {o.mixed_precision!r}")
+    if not (isinstance(o.fg_loss_weight, (int, float)) and o.fg_loss_weight >= 0):
+        bad("optim.fg_loss_weight", f"must be a number >= 0, got {o.fg_loss_weight!r}")
     if not 0 <= o.cond_dropout < 1:
         bad("optim.cond_dropout", "must be in [0, 1)")
     if cfg.height % 16 or cfg.width % 16:
@@ -167,6 +171,10 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("vae.steps", "must be >= 1 when no vae.checkpoint is given")
     if cfg.vae.checkpoint is not None and not Path(cfg.vae.checkpoint).is_dir():
         bad("vae.checkpoint", f"directory not found: {cfg.vae.checkpoint}")
+    if cfg.model.init_from is not None and not Path(cfg.model.init_from).is_dir():
+        bad("model.init_from", f"directory not found: {cfg.model.init_from}")
+    if cfg.model.init_from is not None and cfg.model.base is not None:
+        bad("model.init_from", "give either model.base (a Wan directory) or model.init_from (a ReactID pipeline), not both")
     from model.transformer import REACTID_CONFIG_KEYS
 
     unknown = sorted(set(cfg.model.reactid) - set(REACTID_CONFIG_KEYS))

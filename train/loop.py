@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from model.conditioning import build_timeline_conditioning
-from model.losses import add_flow_noise, flow_matching_loss, focal_loss
+from model.losses import add_flow_noise, flow_matching_loss, focal_loss, foreground_loss_weight
 from model.timeline import Timeline
 from model.transformer import ReactIDTransformer
 
@@ -53,17 +53,45 @@ def build_text_encoder(cfg: TrainConfig):
     return tiny_text_encoder(cfg.text.d_model, cfg.text.layers, cfg.text.heads), ByT5Tokenizer()
 
 
-def build_transformer(cfg: TrainConfig, in_channels: int, text_dim: int) -> ReactIDTransformer:
+def build_transformer(cfg: TrainConfig, in_channels: int, text_dim: int, log_path: Path | None = None) -> ReactIDTransformer:
     if cfg.model.base:
         return ReactIDTransformer.from_wan(cfg.model.base, **cfg.model.reactid)
     reactid = {"num_reference_blocks": 2, "mask_blocks": min(5, cfg.model.layers), "mask_hidden_dim": 32, "max_subjects": 6}
     reactid.update(cfg.model.reactid)
     torch.manual_seed(cfg.seed)
-    return ReactIDTransformer(
+    model = ReactIDTransformer(
         patch_size=(1, 2, 2), num_attention_heads=cfg.model.heads, attention_head_dim=cfg.model.head_dim, in_channels=in_channels,
         out_channels=in_channels, text_dim=text_dim, freq_dim=64, ffn_dim=cfg.model.ffn_dim, num_layers=cfg.model.layers,
         rope_max_seq_len=256, **reactid,
     )
+    if cfg.model.init_from:
+        log_line(log_path, warm_start(model, cfg.model.init_from))
+    return model
+
+
+def warm_start(model: ReactIDTransformer, directory: str | Path) -> dict:
+    """Seed `model` with the transformer weights of a pipeline directory (or a transformer folder).
+
+    Parameters the other model lacks (an ablation that drops a module, or adds one) keep their own
+    initialisation and are reported; a parameter present in both with another shape is refused."""
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    d = d / "transformer" if (d / "transformer").is_dir() else d
+    files = sorted(d.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"model.init_from: no .safetensors weights in {d}")
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    own = model.state_dict()
+    bad = [f"{k}: {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if bad:
+        raise ValueError(f"model.init_from {d}: weights do not fit this model config — " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+    result = model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    report = {"event": "warm_start", "from": str(d), "loaded": len(state) - len(set(state) - set(own)),
+              "kept_own_init": sorted(result.missing_keys), "ignored": sorted(set(state) - set(own))}
+    return report
 
 
 @torch.no_grad()
@@ -117,7 +145,7 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=cfg.optim.mixed_precision, cpu=not torch.cuda.is_available())
         z = cache["latents"].shape[1]
         text_dim = next(iter(cache["text"].values()))[0].shape[-1]
-        self.model = build_transformer(cfg, z, text_dim)
+        self.model = build_transformer(cfg, z, text_dim, log_path)
         if cfg.optim.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         params = [p for n, p in self.model.named_parameters() if cfg.optim.train_base or ReactIDTransformer.is_reactid_param(n)]
@@ -225,7 +253,11 @@ class Trainer:
             tl.embeds = tl.embeds * keep.view(B, 1, 1).to(tl.embeds.dtype)
             tl.valid = tl.valid & keep.view(B, 1)
             out = model(x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), reference_features=feats, timeline=tl.to(dev), subject_masks=masks.to(dev))
-            fm = flow_matching_loss(out.sample, noise.to(dev), lat.to(dev))
+            weight = None
+            if cfg.fg_loss_weight > 0:
+                grid = tuple(s // p for s, p in zip(lat.shape[2:], unwrapped.config.patch_size))
+                weight = foreground_loss_weight(masks, grid, tuple(unwrapped.config.patch_size), cfg.fg_loss_weight).to(dev)
+            fm = flow_matching_loss(out.sample, noise.to(dev), lat.to(dev), weight)
             valid = (ref_subj >= 0).to(dev).unsqueeze(-1)
             fl = focal_loss(out.mask_logits.float(), masks.to(dev), cfg.focal_alpha, cfg.focal_gamma, valid=valid) if out.mask_logits is not None else torch.zeros((), device=dev)
             loss = fm + cfg.mask_loss_weight * fl

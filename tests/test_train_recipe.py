@@ -1,0 +1,76 @@
+"""The training recipe's options: the foreground-weighted flow loss and warm starts from a pipeline directory."""
+
+import pytest
+import torch
+
+from model.losses import flow_matching_loss, foreground_loss_weight
+from train.config import load_config
+from train.loop import build_transformer, warm_start
+
+from test_train import TINY
+
+
+def test_foreground_weight_follows_the_token_masks():
+    # 2 latent frames of 2 x 2 tokens, patch (1, 2, 2): subject 0 covers token 1 of frame 0 fully, subject 1 half of token 3 of frame 1
+    masks = torch.zeros(1, 2, 8)
+    masks[0, 0, 1] = 1.0
+    masks[0, 1, 4 + 3] = 0.5
+    w = foreground_loss_weight(masks, (2, 2, 2), (1, 2, 2), strength=4.0)
+    assert w.shape == (1, 1, 2, 4, 4)
+    assert torch.equal(w[0, 0, 0, :2, 2:], torch.full((2, 2), 5.0))  # token (0, 1) -> latents rows 0-1, cols 2-3
+    assert torch.equal(w[0, 0, 1, 2:, 2:], torch.full((2, 2), 3.0))  # half covered -> 1 + 4 * 0.5
+    assert (w == 1.0).sum() == 32 - 8  # every other latent keeps weight 1
+
+
+def test_weighted_flow_loss_tilts_towards_the_subjects():
+    torch.manual_seed(0)
+    x0, noise = torch.randn(1, 4, 2, 4, 4), torch.randn(1, 4, 2, 4, 4)
+    target = noise - x0
+    masks = torch.zeros(1, 1, 8)
+    masks[0, 0, 0] = 1.0
+    w = foreground_loss_weight(masks, (2, 2, 2), (1, 2, 2), strength=9.0)
+    # a uniform weight is the plain MSE
+    pred = target + 0.1 * torch.randn_like(target)
+    assert flow_matching_loss(pred, noise, x0, torch.ones(1, 1, 1, 1, 1)).item() == pytest.approx(flow_matching_loss(pred, noise, x0).item(), rel=1e-6)
+    # the same error costs more on a subject than on the background
+    err_fg, err_bg = target.clone(), target.clone()
+    err_fg[:, :, 0, 0, 0] += 1.0  # inside token 0 of frame 0
+    err_bg[:, :, 1, 3, 3] += 1.0  # background
+    assert flow_matching_loss(err_fg, noise, x0, w) > 5 * flow_matching_loss(err_bg, noise, x0, w)
+    assert flow_matching_loss(err_fg, noise, x0) == pytest.approx(flow_matching_loss(err_bg, noise, x0).item())
+
+
+def _tiny_cfg(tmp_path, **model):
+    return load_config({**TINY, "output_dir": str(tmp_path / "run"), "model": {**TINY["model"], **model}})
+
+
+def test_warm_start_copies_every_weight(tmp_path):
+    src = build_transformer(_tiny_cfg(tmp_path), in_channels=4, text_dim=16)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p))  # make it unlike a fresh initialisation
+    src.save_pretrained(tmp_path / "pipe" / "transformer")
+    fresh = build_transformer(_tiny_cfg(tmp_path), in_channels=4, text_dim=16)
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), src.state_dict().values()))
+    warm = build_transformer(_tiny_cfg(tmp_path, init_from=str(tmp_path / "pipe")), in_channels=4, text_dim=16)
+    for (k, a), b in zip(src.state_dict().items(), warm.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_warm_start_into_an_ablation_reports_what_it_skipped(tmp_path):
+    src = build_transformer(_tiny_cfg(tmp_path), in_channels=4, text_dim=16)
+    src.save_pretrained(tmp_path / "pipe" / "transformer")
+    ablation = build_transformer(load_config({**TINY, "model": {**TINY["model"], "reactid": {"mask_blocks": 2, "use_timeline": False}}}), in_channels=4, text_dim=16)
+    report = warm_start(ablation, tmp_path / "pipe")
+    assert report["ignored"] and all("timeline_out" in k for k in report["ignored"])
+    assert report["kept_own_init"] == []
+    assert torch.equal(ablation.blocks[0].attn1.to_q.weight, src.blocks[0].attn1.to_q.weight)
+
+
+def test_warm_start_refuses_weights_of_another_shape(tmp_path):
+    build_transformer(_tiny_cfg(tmp_path), in_channels=4, text_dim=16).save_pretrained(tmp_path / "pipe" / "transformer")
+    wider = build_transformer(load_config({**TINY, "model": {**TINY["model"], "ffn_dim": 48}}), in_channels=4, text_dim=16)
+    with pytest.raises(ValueError, match=r"model.init_from .*do not fit this model config — blocks\.0\.ffn"):
+        warm_start(wider, tmp_path / "pipe")
+    with pytest.raises(ValueError, match="no .safetensors weights"):
+        warm_start(wider, tmp_path)
