@@ -54,6 +54,24 @@ def ground_truth_row(clips) -> dict:
     return summarize([evaluate_sprite_clip(c) for c in clips])
 
 
+def vae_ceiling_row(directory: str, clips) -> dict:
+    """The renderer's clips encoded and decoded by a VAE (a pipeline directory's or a VAE directory), then
+    scored: no model that generates in this latent space can be expected to score above this row."""
+    from model.framevae import load_vae
+    from train.sprite_eval import evaluate_sprite_clip, summarize
+
+    d = Path(directory)
+    vae = load_vae(d / "vae" if (d / "vae" / "config.json").is_file() else d)
+    scores = []
+    with torch.no_grad():
+        for clip in clips:
+            video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
+            recon = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].clamp(-1, 1)
+            frames = recon.add(1).mul(127.5).round().byte().permute(1, 2, 3, 0).numpy()
+            scores.append(evaluate_sprite_clip(clip, frames=frames))
+    return summarize(scores)
+
+
 def score_model(directory: str, clips, steps: int, guidance: float, seed: int = 0) -> dict:
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, summarize
@@ -84,6 +102,8 @@ def cmd_eval(args) -> dict:
     world = dict(json.loads(args.world))
     clips = held_out_clips(args.n, world)
     rows = {"ground truth (renderer)": ground_truth_row(clips)}
+    for vae_dir in args.vae or ([args.models[0].partition("=")[2]] if args.models else []):
+        rows[f"ground truth through the VAE of {vae_dir}"] = vae_ceiling_row(vae_dir, clips)
     for spec in args.models:
         name, _, directory = spec.partition("=")
         rows[name] = score_model(directory, clips, args.steps, args.guidance)
@@ -132,6 +152,9 @@ def main():
         p.add_argument("--guidance", type=float, default=3.0)
         p.add_argument("--world", default='{"duration": 4.0, "max_subjects": 2, "max_actions": 3}')
         p.add_argument("--json")
+        p.add_argument("--threads", type=int, default=2, help="torch threads (of each training run too)")
+        p.add_argument("--vae", action="append", metavar="DIR", help="rows of ground-truth clips passed through these VAEs (pipeline or VAE "
+                       "directories; default: the first model's): the ceiling of any model in that latent space")
         if name == "eval":
             p.add_argument("models", nargs="*", help="name=pipeline_dir")
         else:
@@ -140,9 +163,9 @@ def main():
             p.add_argument("--out", default="runs/ablations")
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every row, e.g. model.init_from=assets/default_model")
             p.add_argument("--rows", nargs="*", help="only the rows whose name contains one of these words")
-            p.add_argument("--threads", type=int, default=2, help="torch threads of each training run")
+
     args = ap.parse_args()
-    torch.set_num_threads(getattr(args, "threads", 2))
+    torch.set_num_threads(args.threads)
     cmd_eval(args) if args.cmd == "eval" else cmd_ablations(args)
 
 

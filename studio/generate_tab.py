@@ -19,7 +19,7 @@ from model.references import ReferenceError
 from model.timeline import TimelineError
 
 from . import editor, history, media
-from .engine import MAX_SEED, Engine, EngineUnavailable, GenerationRequest, Limits, count_segments, resolve_seed
+from .engine import MAX_SEED, Engine, EngineUnavailable, GenerationRequest, Limits, resolve_seed
 from .refstore import ReferenceStore
 from .timeline_panel import TimelinePanel
 
@@ -169,7 +169,6 @@ class GeneratePanel:
     def _execute(self, req: GenerationRequest, settings: dict, burn: bool, hist: list, request, progress, note: str = "") -> list:
         session = _session(request)
         event = self.cancels.start(session)
-        n_seg = count_segments(req.timeline, req.segment_seconds or (self.limits.single_pass_seconds if req.timeline.num_frames > self.limits.max_frames else None))
         t0 = time.perf_counter()
         progress(0.0, desc="Preparing the references and the timeline…")
 
@@ -276,10 +275,10 @@ class GeneratePanel:
 
     def wire(self, panel: TimelinePanel, hist: history.HistoryPanel) -> None:
         gpu = dict(concurrency_limit=1, concurrency_id="gpu", show_progress="full", show_progress_on=[self.video, self.status])
-        run_event = self.generate_btn.click(
+        self.generate_btn.click(
             self.run, [panel.doc_state, *self.settings_components(), hist.state], self.outputs(hist), api_name="generate", **gpu
         )
-        reroll_event = self.reroll_btn.click(
+        self.reroll_btn.click(
             self.reroll, [self.last_output, self.reroll_segment, self.seed, self.randomize, hist.state], self.outputs(hist), api_name="reroll_segment", **gpu
         )
         self.cancel_btn.click(self.cancel, None, [self.status], queue=False, api_name="cancel", show_progress="hidden")

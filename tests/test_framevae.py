@@ -6,9 +6,13 @@ from model.framevae import FrameGroupVAE, load_vae
 from model.tiny import tiny_vae
 
 
-def test_layout_matches_wan_and_groups_are_independent(tmp_path):
+import pytest
+
+
+@pytest.mark.parametrize("res_blocks", [0, 2])
+def test_layout_matches_wan_and_groups_are_independent(tmp_path, res_blocks):
     torch.manual_seed(0)
-    vae = FrameGroupVAE(z_dim=4, width=8).eval()
+    vae = FrameGroupVAE(z_dim=4, width=8, res_blocks=res_blocks).eval()
     x = torch.rand(2, 3, 9, 32, 32) * 2 - 1
     with torch.no_grad():
         z = vae.encode(x).latent_dist.mode()
@@ -23,13 +27,68 @@ def test_layout_matches_wan_and_groups_are_independent(tmp_path):
         assert torch.equal(z2[:, :, :2], z[:, :, :2]) and not torch.equal(z2[:, :, 2], z[:, :, 2])
     vae.save_pretrained(tmp_path / "v")
     again = load_vae(tmp_path / "v")
-    assert isinstance(again, FrameGroupVAE)
+    assert isinstance(again, FrameGroupVAE) and again.config.res_blocks == res_blocks
     with torch.no_grad():
         assert torch.allclose(again.encode(x).latent_dist.mode(), z, atol=1e-6)
 
 
-def test_refuses_frames_that_are_not_4k_plus_1():
-    import pytest
+def test_residual_variant_adds_capacity_at_low_resolution_only():
+    plain, res = FrameGroupVAE(z_dim=4, width=8), FrameGroupVAE(z_dim=4, width=8, res_blocks=2)
+    assert sum(p.numel() for p in res.parameters()) > 3 * sum(p.numel() for p in plain.parameters())
+    # the full-resolution layers keep the base width: the first conv and the last conv are the same size
+    assert res.enc_group.net[0].weight.shape == plain.enc_group.net[0].weight.shape
+    assert res.dec_group.net[-1].weight.shape == plain.dec_group.net[-1].weight.shape
 
+
+def test_a_config_written_before_res_blocks_existed_loads_the_plain_stack(tmp_path):
+    import json
+
+    FrameGroupVAE(z_dim=4, width=8).save_pretrained(tmp_path / "v")
+    cfg = json.loads((tmp_path / "v" / "config.json").read_text())
+    cfg.pop("res_blocks")
+    (tmp_path / "v" / "config.json").write_text(json.dumps(cfg))
+    assert load_vae(tmp_path / "v").config.res_blocks == 0
+
+
+def test_refuses_frames_that_are_not_4k_plus_1():
     with pytest.raises(ValueError, match="4k\\+1"):
         FrameGroupVAE(z_dim=4, width=8).encode(torch.zeros(1, 3, 8, 32, 32))
+
+
+def _blocky_videos(n=6, seed=0):
+    """Videos whose 8x8 blocks lie in a low-dimensional space: a colour per block, constant in time."""
+    g = torch.Generator().manual_seed(seed)
+    cells = torch.rand(n, 3, 1, 4, 4, generator=g) * 2 - 1
+    return cells.repeat_interleave(8, 3).repeat_interleave(8, 4).expand(n, 3, 9, 32, 32).contiguous()
+
+
+def test_linear_path_starts_as_the_pca_autoencoder_of_the_data():
+    torch.manual_seed(0)
+    vae = FrameGroupVAE(z_dim=4, width=8, linear_path=True).eval()
+    x = _blocky_videos()
+    kept = vae.init_pca(x)
+    # each block is one RGB colour: 3 components carry all of its variance
+    assert kept["first"] > 0.999 and kept["group"] > 0.999
+    with torch.no_grad():
+        y = vae.decode(vae.encode(x).latent_dist.mode()).sample
+    assert torch.allclose(y, x, atol=1e-4)  # the conv stacks add nothing yet (zero-initialised outputs)
+    plain = FrameGroupVAE(z_dim=4, width=8).eval()
+    with torch.no_grad():
+        assert (plain(x) - x).abs().mean() > 0.1
+
+
+def test_linear_path_trains_and_round_trips_through_save(tmp_path):
+    torch.manual_seed(0)
+    vae = FrameGroupVAE(z_dim=4, width=8, linear_path=True)
+    vae.init_pca(_blocky_videos())
+    x = _blocky_videos(seed=1)
+    opt = torch.optim.Adam(vae.parameters(), 1e-3)
+    loss = (vae(x) - x).pow(2).mean()
+    loss.backward()
+    assert vae.enc_group.net[-1].weight.grad.abs().sum() > 0 or vae.dec_group.net[-1].weight.grad.abs().sum() > 0
+    opt.step()
+    vae.save_pretrained(tmp_path / "v")
+    again = load_vae(tmp_path / "v")
+    assert again.config.linear_path
+    with torch.no_grad():
+        assert torch.allclose(again(x), vae(x), atol=1e-5)
