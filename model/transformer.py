@@ -39,7 +39,7 @@ MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "
 
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
-    "rope_rescale_T", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
+    "rope_rescale_T", "timeline_rope_theta", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool",
 )
 
@@ -260,6 +260,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         use_subject_binding: bool = True,
         temporal_mode: str = "ta_rope",
         rope_rescale_T: float = 2.0,
+        timeline_rope_theta: float = 10000.0,
         label_strategy: str = "uniform",
         label_alpha: float = 2.0,
         label_beta: float = 20.0,
@@ -282,6 +283,8 @@ class ReactIDTransformer(WanTransformer3DModel):
             raise ValueError(f"reference_token_pool must be >= 1, got {reference_token_pool}")
         if rope_rescale_T <= 0:
             raise ValueError(f"rope_rescale_T must be > 0, got {rope_rescale_T}")
+        if timeline_rope_theta <= 1:
+            raise ValueError(f"timeline_rope_theta must be > 1, got {timeline_rope_theta}")
         super().__init__(
             patch_size, num_attention_heads, attention_head_dim, in_channels, out_channels, text_dim, freq_dim, ffn_dim,
             num_layers, cross_attn_norm, qk_norm, eps, None, None, rope_max_seq_len, pos_embed_seq_len,
@@ -444,7 +447,9 @@ class ReactIDTransformer(WanTransformer3DModel):
                 own = pos_frame.gather(1, assign.clamp_min(0).unsqueeze(1)).squeeze(1)
                 pos_q = torch.where(assign >= 0, own, background)
             pos_k = R.caption_positions(spans, tl.token_subject.to(device), tl.token_action.to(device), cfg.temporal_mode, cfg.rope_rescale_T)
-            fr = R.rope_frequencies(self._time_dim, 10000.0, device)
+            # Wan's base (10000) suits its 44 temporal dims; TA-RoPE positions only span 0..K*T, so with few
+            # dims (a small head) a lower base is needed for more than one or two pairs to turn at all
+            fr = R.rope_frequencies(self._time_dim, cfg.timeline_rope_theta, device)
             c, s = R.rotary_cos_sin(pos_q, fr)
             cos_parts_q.append(c); sin_parts_q.append(s)
             c, s = R.rotary_cos_sin(pos_k, fr)

@@ -50,7 +50,8 @@ def inputs(seed=2, frames=5, hw=8, subjects=2):
     return x, t, ctx, refs, ref_subject, ref_text, masks
 
 
-@pytest.mark.parametrize("options", [{}, {"temporal_mode": "vanilla_rope"}, {"temporal_mode": "attn_mask"}, {"label_strategy": "adaptive"}, {"use_subject_binding": False}])
+@pytest.mark.parametrize("options", [{}, {"temporal_mode": "vanilla_rope"}, {"temporal_mode": "attn_mask"}, {"label_strategy": "adaptive"}, {"use_subject_binding": False},
+                                     {"timeline_rope_theta": 10.0}])
 def test_reactid_equals_wan_at_initialisation(options):
     base = random_wan()
     model = ReactIDTransformer.from_wan(base, **options).eval()
@@ -105,6 +106,8 @@ def test_unknown_option_and_bad_modes_are_refused():
         ReactIDTransformer(**tiny_transformer_config(temporal_mode="spline"))
     with pytest.raises(ValueError, match="label_strategy"):
         ReactIDTransformer(**tiny_transformer_config(label_strategy="fancy"))
+    with pytest.raises(ValueError, match="timeline_rope_theta must be > 1"):
+        ReactIDTransformer(**tiny_transformer_config(timeline_rope_theta=1.0))
 
 
 def test_components_can_be_switched_off():
@@ -166,6 +169,22 @@ def test_ta_rope_equal_fraction_gives_equal_attention_logit():
         ck, sk = R.rotary_cos_sin(torch.tensor([[1.0]]), fr)  # caption of action 0 at T/2
         logits.append((R.apply_rotary(q, cq.unsqueeze(2), sq.unsqueeze(2)) * R.apply_rotary(k, ck.unsqueeze(2), sk.unsqueeze(2))).sum().item())
     assert logits[0] == pytest.approx(logits[1], abs=1e-5)
+
+
+def test_a_low_timeline_rope_base_makes_captions_of_other_actions_distinguishable():
+    """Why `timeline_rope_theta` exists: TA-RoPE positions span only 0..K*T, so with a small head's 12
+    temporal dims and Wan's base of 10000 only the fastest pair turns; a low base turns all of them. Measured
+    as how far the rotary moves a caption key between the centres of action 0 (T/2) and action 2 (5T/2)."""
+    d, T = 12, 2.0
+
+    def moved(theta):
+        fr = R.rope_frequencies(d, theta)
+        angle = fr * (5 * T / 2 - T / 2)  # radians each pair turns between the two caption positions
+        return int((angle > 0.5).sum()), fr.numel()
+
+    turned_wan, pairs = moved(10000.0)
+    turned_low, _ = moved(10.0)
+    assert turned_wan <= 2 and turned_low == pairs
 
 
 # ---- label binding ------------------------------------------------------------------------------
