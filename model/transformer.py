@@ -448,7 +448,7 @@ class ReactIDTransformer(WanTransformer3DModel):
                 pos_q = torch.where(assign >= 0, own, background)
             pos_k = R.caption_positions(spans, tl.token_subject.to(device), tl.token_action.to(device), cfg.temporal_mode, cfg.rope_rescale_T)
             # Wan's base (10000) suits its 44 temporal dims; TA-RoPE positions only span 0..K*T, so with few
-            # dims (a small head) a lower base is needed for more than one or two pairs to turn at all
+            # dims (a small head) a lower base is needed for more than one pair to turn between neighbouring actions
             fr = R.rope_frequencies(self._time_dim, cfg.timeline_rope_theta, device)
             c, s = R.rotary_cos_sin(pos_q, fr)
             cos_parts_q.append(c); sin_parts_q.append(s)
