@@ -105,7 +105,7 @@ def cmd_eval(args) -> dict:
     world = dict(json.loads(args.world))
     clips = held_out_clips(args.n, world)
     rows = {"ground truth (renderer)": ground_truth_row(clips)}
-    for vae_dir in args.vae or ([args.models[0].partition("=")[2]] if args.models else []):
+    for vae_dir in [v for v in (args.vae or ([args.models[0].partition("=")[2]] if args.models else [])) if v != "none"]:
         rows[f"ground truth through the VAE of {vae_dir}"] = vae_ceiling_row(vae_dir, clips)
     for spec in args.models:
         name, _, directory = spec.partition("=")
@@ -157,7 +157,7 @@ def main():
         p.add_argument("--json")
         p.add_argument("--threads", type=int, default=2, help="torch threads (of each training run too)")
         p.add_argument("--vae", action="append", metavar="DIR", help="rows of ground-truth clips passed through these VAEs (pipeline or VAE "
-                       "directories; default: the first model's): the ceiling of any model in that latent space")
+                       "directories; default: the first model's; 'none': no such row): the ceiling of any model in that latent space")
         if name == "eval":
             p.add_argument("models", nargs="*", help="name=pipeline_dir")
         else:

@@ -23,7 +23,7 @@ def default_pipe():
 @pytest.fixture(scope="module")
 def scenes():
     world = WorldConfig(duration=4.0, min_subjects=2, max_subjects=2, max_actions=3)
-    return [generate_clip(910_000 + i, world) for i in range(2)]
+    return [generate_clip(910_000 + i, world) for i in range(6)]
 
 
 def refs_of(clip):
@@ -43,25 +43,36 @@ def test_default_model_generates_a_clip(default_pipe, scenes):
 
 
 @torch.no_grad()
-def held_out_loss(pipe, clips):
+def held_out_loss(pipe, clips, refs_from=None, timeline_from=None, sigmas=(0.3, 0.6), per_clip=False):
+    """Mean held-out flow-matching loss; `refs_from` / `timeline_from` (clip lists) swap in another scene's
+    references or timeline. Ground-truth token masks set the binding labels, as in training."""
+    from train.prepare import token_masks
+
     losses = []
     g = torch.Generator().manual_seed(0)
-    for c in clips:
+    for i, c in enumerate(clips):
+        rc = refs_from[i] if refs_from else c
+        tc = timeline_from[i] if timeline_from else c
         video = torch.from_numpy(c.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
         x0 = pipe.encode_video(video)
-        images = pipe.prepare_references(c.timeline, refs_of(c))
+        own = refs_of(rc)
+        images = pipe.prepare_references(c.timeline, {s.id: own[r.id] for s, r in zip(c.timeline.subjects, rc.timeline.subjects)})
         feats = pipe.encode_reference_features(c.timeline, images, pipe.config.reference_size)
-        tl = build_timeline_conditioning([c.timeline], lambda caps: pipe.encode_text(caps, max_length=pipe.config.caption_max_length))
+        tl = build_timeline_conditioning([tc.timeline], lambda caps: pipe.encode_text(caps, max_length=pipe.config.caption_max_length))
         prompt, _ = pipe.encode_text([c.timeline.prompt])
-        for sigma in (0.3, 0.6):
+        masks = token_masks(c.masks, x0.shape[2], (x0.shape[3] // 2, x0.shape[4] // 2))[None]
+        clip_losses = []
+        for sigma in sigmas:
             noise = torch.randn(x0.shape, generator=g)
             x_t = add_flow_noise(x0, noise, torch.tensor([sigma]))
-            pred = pipe.transformer(x_t, torch.tensor([sigma * 1000]), prompt, reference_features=feats, timeline=tl).sample
-            losses.append(flow_matching_loss(pred, noise, x0).item())
-    return float(np.mean(losses))
+            pred = pipe.transformer(x_t, torch.tensor([sigma * 1000]), prompt, reference_features=feats, timeline=tl, subject_masks=masks).sample
+            clip_losses.append(flow_matching_loss(pred, noise, x0).item())
+        losses.append(float(np.mean(clip_losses)))
+    return losses if per_clip else float(np.mean(losses))
 
 
 def test_shipped_weights_have_learned_the_sprite_world(default_pipe, scenes):
+    scenes = scenes[:2]
     trained = held_out_loss(default_pipe, scenes)
     redrawn = copy.deepcopy(default_pipe)
     torch.manual_seed(0)
@@ -71,3 +82,17 @@ def test_shipped_weights_have_learned_the_sprite_world(default_pipe, scenes):
                 p.normal_(0, 0.02)
     untrained = held_out_loss(redrawn, scenes)
     assert trained < 0.5 * untrained, (trained, untrained)
+
+
+def test_shipped_weights_use_their_references_and_their_timeline(default_pipe, scenes):
+    """Each scene is denoised with its own references and timeline, then with the next scene's (same two
+    subjects' text, another identity or another timeline). A model that ignored either would score the same."""
+    other = scenes[1:] + scenes[:1]
+    own = held_out_loss(default_pipe, scenes, per_clip=True)
+    wrong_refs = held_out_loss(default_pipe, scenes, refs_from=other, per_clip=True)
+    wrong_timeline = held_out_loss(default_pipe, scenes, timeline_from=other, sigmas=(0.5, 0.9), per_clip=True)
+    own_hi = held_out_loss(default_pipe, scenes, sigmas=(0.5, 0.9), per_clip=True)
+    # identity: another subject's reference makes the clip far harder to denoise, in every scene
+    assert all(w > 1.2 * o for w, o in zip(wrong_refs, own)) and np.mean(wrong_refs) > 2 * np.mean(own), (own, wrong_refs)
+    # timing: another timeline makes it harder on average (a smaller effect: docs/BENCHMARKS.md)
+    assert np.mean(wrong_timeline) > np.mean(own_hi), (own_hi, wrong_timeline)
