@@ -29,41 +29,19 @@ def _block(c_in: int, c_out: int, down: bool) -> nn.Sequential:
     return nn.Sequential(conv, nn.GroupNorm(min(8, c_out), c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, 1, 1), nn.GroupNorm(min(8, c_out), c_out), nn.SiLU())
 
 
-class _Res(nn.Module):
-    """Pre-norm residual 3x3 block: capacity at the low resolutions, where it is cheap."""
-
-    def __init__(self, c: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.GroupNorm(min(8, c), c), nn.SiLU(), nn.Conv2d(c, c, 3, 1, 1), nn.GroupNorm(min(8, c), c), nn.SiLU(), nn.Conv2d(c, c, 3, 1, 1))
-
-    def forward(self, x):
-        return x + self.net(x)
-
-
-def _res(c: int, n: int) -> list[nn.Module]:
-    return [_Res(c) for _ in range(n)]
-
-
 class _Encoder(nn.Module):
-    def __init__(self, c_in: int, width: int, z: int, res_blocks: int = 0):
+    def __init__(self, c_in: int, width: int, z: int):
         super().__init__()
-        w2 = 2 * width if res_blocks == 0 else 4 * width  # the residual variant is wider at 1/4 and 1/8 scale
-        mid = 2 * width
-        self.net = nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1), nn.SiLU(), _block(width, width if res_blocks == 0 else mid, True),
-                                 *_res(mid, res_blocks > 0), _block(width if res_blocks == 0 else mid, w2, True), *_res(w2, res_blocks > 0),
-                                 _block(w2, w2, True), *_res(w2, res_blocks), nn.Conv2d(w2, z, 3, 1, 1))
+        self.net = nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1), nn.SiLU(), _block(width, width, True), _block(width, 2 * width, True), _block(2 * width, 2 * width, True), nn.Conv2d(2 * width, z, 3, 1, 1))
 
     def forward(self, x):
         return self.net(x)
 
 
 class _Decoder(nn.Module):
-    def __init__(self, c_out: int, width: int, z: int, res_blocks: int = 0):
+    def __init__(self, c_out: int, width: int, z: int):
         super().__init__()
-        w2 = 2 * width if res_blocks == 0 else 4 * width
-        mid = width if res_blocks == 0 else 2 * width
-        self.net = nn.Sequential(nn.Conv2d(z, w2, 3, 1, 1), nn.SiLU(), *_res(w2, res_blocks), _block(w2, w2, False), *_res(w2, res_blocks > 0),
-                                 _block(w2, mid, False), *_res(mid, res_blocks > 0), _block(mid, width, False), nn.Conv2d(width, c_out, 3, 1, 1))
+        self.net = nn.Sequential(nn.Conv2d(z, 2 * width, 3, 1, 1), nn.SiLU(), _block(2 * width, 2 * width, False), _block(2 * width, width, False), _block(width, width, False), nn.Conv2d(width, c_out, 3, 1, 1))
 
     def forward(self, x):
         return self.net(x)
@@ -107,17 +85,15 @@ class _LinearPatch(nn.Module):
 class FrameGroupVAE(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, z_dim: int = 8, width: int = 32, latents_mean: list | None = None, latents_std: list | None = None,
-                 scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, res_blocks: int = 0, linear_path: bool = False):
-        """res_blocks 0: the first, plain conv stack; n > 0: wider at 1/4 and 1/8 scale, with residual blocks
-        (n at 1/8 scale, one at each of 1/4 and 1/2).
-        linear_path: a linear block-to-latent path (a PCA autoencoder once `init_pca` ran) to which the conv
+                 scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, linear_path: bool = False):
+        """linear_path: a linear block-to-latent path (a PCA autoencoder once `init_pca` ran) to which the conv
         stacks add their output through a zero-initialised last layer, so training starts from a colour-true
         reconstruction instead of a grey one."""
         super().__init__()
         if scale_factor_spatial != 8 or scale_factor_temporal != 4:
             raise ValueError("FrameGroupVAE has Wan's layout: x8 space, x4 time")
-        self.enc_first, self.enc_group = _Encoder(3, width, z_dim, res_blocks), _Encoder(12, width, z_dim, res_blocks)
-        self.dec_first, self.dec_group = _Decoder(3, width, z_dim, res_blocks), _Decoder(12, width, z_dim, res_blocks)
+        self.enc_first, self.enc_group = _Encoder(3, width, z_dim), _Encoder(12, width, z_dim)
+        self.dec_first, self.dec_group = _Decoder(3, width, z_dim), _Decoder(12, width, z_dim)
         if linear_path:
             self.lin_first, self.lin_group = _LinearPatch(3, z_dim), _LinearPatch(12, z_dim)
             for net in (self.enc_first, self.enc_group, self.dec_first, self.dec_group):

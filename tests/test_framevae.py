@@ -9,10 +9,12 @@ from model.tiny import tiny_vae
 import pytest
 
 
-@pytest.mark.parametrize("res_blocks", [0, 2])
-def test_layout_matches_wan_and_groups_are_independent(tmp_path, res_blocks):
+@pytest.mark.parametrize("linear_path", [False, True])
+def test_layout_matches_wan_and_groups_are_independent(tmp_path, linear_path):
     torch.manual_seed(0)
-    vae = FrameGroupVAE(z_dim=4, width=8, res_blocks=res_blocks).eval()
+    vae = FrameGroupVAE(z_dim=4, width=8, linear_path=linear_path).eval()
+    if linear_path:
+        vae.init_pca(torch.rand(4, 3, 9, 32, 32) * 2 - 1)
     x = torch.rand(2, 3, 9, 32, 32) * 2 - 1
     with torch.no_grad():
         z = vae.encode(x).latent_dist.mode()
@@ -27,27 +29,20 @@ def test_layout_matches_wan_and_groups_are_independent(tmp_path, res_blocks):
         assert torch.equal(z2[:, :, :2], z[:, :, :2]) and not torch.equal(z2[:, :, 2], z[:, :, 2])
     vae.save_pretrained(tmp_path / "v")
     again = load_vae(tmp_path / "v")
-    assert isinstance(again, FrameGroupVAE) and again.config.res_blocks == res_blocks
+    assert isinstance(again, FrameGroupVAE) and again.config.linear_path == linear_path
     with torch.no_grad():
         assert torch.allclose(again.encode(x).latent_dist.mode(), z, atol=1e-6)
 
 
-def test_residual_variant_adds_capacity_at_low_resolution_only():
-    plain, res = FrameGroupVAE(z_dim=4, width=8), FrameGroupVAE(z_dim=4, width=8, res_blocks=2)
-    assert sum(p.numel() for p in res.parameters()) > 3 * sum(p.numel() for p in plain.parameters())
-    # the full-resolution layers keep the base width: the first conv and the last conv are the same size
-    assert res.enc_group.net[0].weight.shape == plain.enc_group.net[0].weight.shape
-    assert res.dec_group.net[-1].weight.shape == plain.dec_group.net[-1].weight.shape
-
-
-def test_a_config_written_before_res_blocks_existed_loads_the_plain_stack(tmp_path):
+def test_a_config_written_before_linear_path_existed_loads_without_it(tmp_path):
     import json
 
     FrameGroupVAE(z_dim=4, width=8).save_pretrained(tmp_path / "v")
     cfg = json.loads((tmp_path / "v" / "config.json").read_text())
-    cfg.pop("res_blocks")
+    cfg.pop("linear_path")
     (tmp_path / "v" / "config.json").write_text(json.dumps(cfg))
-    assert load_vae(tmp_path / "v").config.res_blocks == 0
+    again = load_vae(tmp_path / "v")
+    assert again.config.linear_path is False and not hasattr(again, "lin_group")
 
 
 def test_refuses_frames_that_are_not_4k_plus_1():

@@ -38,7 +38,6 @@ class VAEConfig:
     kl_weight: float = 1e-6
     snippet_frames: int = 5
     fg_weight: float = 10.0  # extra loss weight on pixels far from the frame's median colour (the subjects)
-    res_blocks: int = 0  # framegroup: residual blocks (0 = the first, plain conv stack; model/framevae.py)
     linear_path: bool = False  # framegroup: a PCA-initialised linear path beside the conv stacks (model/framevae.py)
 
 
@@ -169,8 +168,6 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("curriculum.lambdas", f"must be three non-negative weights (sub, app, sam), got {c.lambdas}")
     if cfg.vae.kind not in ("framegroup", "wan"):
         bad("vae.kind", f"must be 'framegroup' or 'wan', got {cfg.vae.kind!r}")
-    if not isinstance(cfg.vae.res_blocks, int) or cfg.vae.res_blocks < 0:
-        bad("vae.res_blocks", f"must be an integer >= 0, got {cfg.vae.res_blocks!r}")
     if cfg.vae.checkpoint is None and cfg.vae.steps < 1:
         bad("vae.steps", "must be >= 1 when no vae.checkpoint is given")
     if cfg.vae.checkpoint is not None and not Path(cfg.vae.checkpoint).is_dir():

@@ -18,23 +18,23 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKLWan
 
 
-def build_vae(z_dim: int = 8, base_dim: int = 16, kind: str = "framegroup", res_blocks: int = 0, linear_path: bool = False):
+def build_vae(z_dim: int = 8, base_dim: int = 16, kind: str = "framegroup", linear_path: bool = False):
     """'framegroup' (default for small models: no recurrence, see model/framevae.py) or 'wan'."""
     if kind == "framegroup":
         from model.framevae import FrameGroupVAE
 
-        return FrameGroupVAE(z_dim=z_dim, width=2 * base_dim, res_blocks=res_blocks, linear_path=linear_path)
+        return FrameGroupVAE(z_dim=z_dim, width=2 * base_dim, linear_path=linear_path)
     return AutoencoderKLWan(base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
                             latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
 
 
 def train_vae(videos: np.ndarray, out_dir: str | Path, *, z_dim: int = 8, base_dim: int = 16, steps: int = 1000, batch_size: int = 8,
-              lr: float = 2e-3, kl_weight: float = 1e-6, snippet_frames: int = 5, seed: int = 0, log=print, kind: str = "framegroup", fg_weight: float = 10.0, res_blocks: int = 0, linear_path: bool = False):
+              lr: float = 2e-3, kl_weight: float = 1e-6, snippet_frames: int = 5, seed: int = 0, log=print, kind: str = "framegroup", fg_weight: float = 10.0, linear_path: bool = False):
     """videos: uint8 [N, F, H, W, 3]. Writes the VAE (with latent mean/std measured on the data) to out_dir."""
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    vae = build_vae(z_dim, base_dim, kind, res_blocks, linear_path).train()
+    vae = build_vae(z_dim, base_dim, kind, linear_path).train()
     if linear_path:  # start from the PCA autoencoder of the data's 8x8 blocks (model/framevae.py)
         pick = rng.permutation(len(videos))[: min(len(videos), 64)]
         kept = vae.init_pca(torch.from_numpy(videos[pick]).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3))
