@@ -39,7 +39,7 @@ MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "
 
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
-    "rope_rescale_T", "timeline_rope_theta", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
+    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool",
 )
 
@@ -90,7 +90,8 @@ class SubjectMaskHead(nn.Module):
 class ReactIDBlock(WanTransformerBlock):
     """A Wan block with the reference injection, mask head and timeline cross-attention added."""
 
-    def __init__(self, dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, *, use_reference: bool, use_timeline: bool, mask_head: bool, mask_hidden_dim: int):
+    def __init__(self, dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, *, use_reference: bool, use_timeline: bool, mask_head: bool, mask_hidden_dim: int,
+                 timeline_kv: str = "shared"):
         super().__init__(dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, None)
         self.heads = num_heads
         self.head_dim = dim // num_heads
@@ -101,6 +102,10 @@ class ReactIDBlock(WanTransformerBlock):
             self.ref_out = _zero_linear(dim, dim)
         if use_timeline:
             self.timeline_out = _zero_linear(dim, dim)
+            if timeline_kv == "separate":  # the timeline's own keys/values instead of the prompt's projections
+                self.timeline_to_k = nn.Linear(dim, dim)
+                self.timeline_to_v = nn.Linear(dim, dim)
+                self.timeline_norm_k = nn.RMSNorm(dim, eps=eps)
         self.mask_head = SubjectMaskHead(num_heads, mask_hidden_dim) if (mask_head and use_reference) else None
 
     def init_from_base(self) -> None:
@@ -111,6 +116,10 @@ class ReactIDBlock(WanTransformerBlock):
             self.ref_norm_k.load_state_dict(self.attn2.norm_k.state_dict())
             nn.init.zeros_(self.ref_out.weight)
             nn.init.zeros_(self.ref_out.bias)
+        if hasattr(self, "timeline_to_k"):
+            self.timeline_to_k.load_state_dict(self.attn2.to_k.state_dict())
+            self.timeline_to_v.load_state_dict(self.attn2.to_v.state_dict())
+            self.timeline_norm_k.load_state_dict(self.attn2.norm_k.state_dict())
         if hasattr(self, "timeline_out"):
             nn.init.zeros_(self.timeline_out.weight)
             nn.init.zeros_(self.timeline_out.bias)
@@ -195,9 +204,12 @@ class ReactIDBlock(WanTransformerBlock):
 
     # -- timeline cross-attention ---------------------------------------------------------------
     def _timeline_attention(self, q, keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask):
-        a2 = self.attn2
-        k = a2.norm_k(a2.to_k(keys_in)).unflatten(2, (self.heads, -1))
-        v = a2.to_v(keys_in).unflatten(2, (self.heads, -1))
+        if hasattr(self, "timeline_to_k"):
+            to_k, norm_k, to_v = self.timeline_to_k, self.timeline_norm_k, self.timeline_to_v
+        else:
+            to_k, norm_k, to_v = self.attn2.to_k, self.attn2.norm_k, self.attn2.to_v
+        k = norm_k(to_k(keys_in)).unflatten(2, (self.heads, -1))
+        v = to_v(keys_in).unflatten(2, (self.heads, -1))
         qr, kr = q, k
         if cos_q is not None:
             qr = R.apply_rotary_fast(q, cos_q, sin_q)
@@ -261,6 +273,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         temporal_mode: str = "ta_rope",
         rope_rescale_T: float = 2.0,
         timeline_rope_theta: float = 10000.0,
+        timeline_kv: str = "shared",
         label_strategy: str = "uniform",
         label_alpha: float = 2.0,
         label_beta: float = 20.0,
@@ -283,6 +296,8 @@ class ReactIDTransformer(WanTransformer3DModel):
             raise ValueError(f"reference_token_pool must be >= 1, got {reference_token_pool}")
         if rope_rescale_T <= 0:
             raise ValueError(f"rope_rescale_T must be > 0, got {rope_rescale_T}")
+        if timeline_kv not in ("shared", "separate"):
+            raise ValueError(f"timeline_kv must be 'shared' or 'separate', got {timeline_kv!r}")
         if timeline_rope_theta <= 1:
             raise ValueError(f"timeline_rope_theta must be > 1, got {timeline_rope_theta}")
         super().__init__(
@@ -296,7 +311,7 @@ class ReactIDTransformer(WanTransformer3DModel):
                 ReactIDBlock(
                     inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps,
                     use_reference=use_reference_branch, use_timeline=use_timeline,
-                    mask_head=i >= num_layers - n_mask, mask_hidden_dim=mask_hidden_dim,
+                    mask_head=i >= num_layers - n_mask, mask_hidden_dim=mask_hidden_dim, timeline_kv=timeline_kv,
                 )
                 for i in range(num_layers)
             ]
@@ -358,7 +373,7 @@ class ReactIDTransformer(WanTransformer3DModel):
     @staticmethod
     def is_reactid_param(name: str) -> bool:
         parts = name.split(".")
-        return parts[0] in ("ref_patch_embedding", "ref_blocks") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "mask_head") for p in parts)
+        return parts[0] in ("ref_patch_embedding", "ref_blocks") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head") for p in parts)
 
     def reactid_config(self) -> dict:
         return {k: self.config[k] for k in REACTID_CONFIG_KEYS}

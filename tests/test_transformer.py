@@ -51,7 +51,7 @@ def inputs(seed=2, frames=5, hw=8, subjects=2):
 
 
 @pytest.mark.parametrize("options", [{}, {"temporal_mode": "vanilla_rope"}, {"temporal_mode": "attn_mask"}, {"label_strategy": "adaptive"}, {"use_subject_binding": False},
-                                     {"timeline_rope_theta": 10.0}])
+                                     {"timeline_rope_theta": 10.0}, {"timeline_kv": "separate"}])
 def test_reactid_equals_wan_at_initialisation(options):
     base = random_wan()
     model = ReactIDTransformer.from_wan(base, **options).eval()
