@@ -133,6 +133,8 @@ def cmd_ablations(args) -> None:
         if (base / "cache.pt").is_file() and not (run / "cache.pt").exists():
             shutil.copy(base / "cache.pt", run / "cache.pt")  # same data, VAE latents and difficulty for every row
         sets = [f"output_dir={run}", f"vae.checkpoint={base / 'vae'}", f"optim.steps={args.train_steps}", f"optim.checkpoint_every={args.train_steps}"]
+        if (base / "text_encoder" / "config.json").is_file():  # the encoder the copied cache's text embeddings came from
+            sets.append(f"text.checkpoint={base / 'text_encoder'}")
         sets += list(args.set) + [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
         export = run / "export"
         if not (export / "reactid_pipeline.json").is_file():

@@ -2,6 +2,7 @@
 
 Stages (each skipped when its output already exists in the run directory, so a killed run resumes):
 1. sprite VAE (train/vae.py) unless vae.checkpoint is given;
+   with text.pretrain_steps > 0, the small text encoder's concept pretraining (train/text_encoder.py);
 2. the frozen cache (latents, masks, text embeddings, difficulty);
 3. the transformer with the curriculum; JSONL log in <output_dir>/log.jsonl;
 4. with --export, a self-contained pipeline directory the studio loads.
@@ -54,6 +55,7 @@ def main(argv=None) -> int:
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     t0 = time.time()
     vae = _vae(cfg, out, log_path)
+    _pretrained_text_encoder(cfg, out, log_path)
     from .prepare import load_or_build_cache
 
     cache = load_or_build_cache(cfg, vae, log_path)
@@ -87,6 +89,31 @@ def _vae(cfg, out: Path, log_path: Path):
                     snippet_frames=v.snippet_frames, seed=cfg.seed, log=lambda line: log_line(log_path, json.loads(line)), kind=v.kind, fg_weight=v.fg_weight, linear_path=v.linear_path)
     log_line(log_path, {"event": "vae_done", "psnr_db": round(reconstruction_psnr(vae, videos[:8]), 2)})
     return vae
+
+
+def _pretrained_text_encoder(cfg, out: Path, log_path: Path) -> None:
+    """With text.pretrain_steps (and no text.checkpoint): pretrain the small encoder once into
+    <output_dir>/text_encoder and point text.checkpoint there, so the cache, the trainer's prompts and the
+    exported pipeline all use it."""
+    if cfg.text.checkpoint or not cfg.text.pretrain_steps:
+        return
+    directory = out / "text_encoder"
+    if not (directory / "config.json").is_file():
+        from .sprites import WorldConfig, generate_clip, text_concepts
+        from .text_encoder import pretrain_text_encoder, save_text_encoder
+
+        t = cfg.text
+        encoder, tokenizer = build_text_encoder(cfg)
+        texts = {""}
+        world = WorldConfig.from_kwargs(height=cfg.height, width=cfg.width, **cfg.data.world)
+        for i in range(cfg.data.num_clips):  # the run's own texts (the cache renders the same seeds)
+            tl = generate_clip(cfg.data.seed + i, world).timeline
+            texts.update([tl.prompt] + [s.name for s in tl.subjects] + [a.text for s in tl.subjects for a in s.actions])
+        summary = pretrain_text_encoder(encoder, tokenizer, sorted(texts), text_concepts, steps=t.pretrain_steps, lr=t.pretrain_lr,
+                                        batch_size=t.pretrain_batch_size, max_length=t.max_length, seed=cfg.seed, log=lambda r: log_line(log_path, r))
+        save_text_encoder(encoder, tokenizer, directory, summary)
+        log_line(log_path, {"event": "text_pretrain_done", **summary})
+    cfg.text.checkpoint = str(directory)
 
 
 def export_pipeline(cfg, transformer, vae, directory: Path, text_len: int | None = None) -> Path:

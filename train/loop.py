@@ -48,7 +48,11 @@ def build_text_encoder(cfg: TrainConfig):
     if cfg.text.checkpoint:
         from transformers import AutoTokenizer
 
-        return UMT5EncoderModel.from_pretrained(cfg.text.checkpoint).eval(), AutoTokenizer.from_pretrained(cfg.text.checkpoint)
+        d = Path(cfg.text.checkpoint)
+        conf = d / "tokenizer_config.json"
+        # the byte-level tokenizer of a project-trained encoder has no fast version for AutoTokenizer to build
+        byt5 = conf.is_file() and json.loads(conf.read_text()).get("tokenizer_class") == "ByT5Tokenizer"
+        return UMT5EncoderModel.from_pretrained(d).eval(), (ByT5Tokenizer.from_pretrained(d) if byt5 else AutoTokenizer.from_pretrained(d))
     torch.manual_seed(cfg.seed + 17)  # frozen random encoder: deterministic given the seed
     return tiny_text_encoder(cfg.text.d_model, cfg.text.layers, cfg.text.heads), ByT5Tokenizer()
 
@@ -89,6 +93,12 @@ def warm_start(model: ReactIDTransformer, directory: str | Path) -> dict:
     if bad:
         raise ValueError(f"model.init_from {d}: weights do not fit this model config — " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
     result = model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    with torch.no_grad():  # separate timeline projections new to this model start as copies of the loaded prompt ones
+        for i, block in enumerate(model.blocks):
+            if hasattr(block, "timeline_to_k") and f"blocks.{i}.timeline_to_k.weight" not in state:
+                block.timeline_to_k.load_state_dict(block.attn2.to_k.state_dict())
+                block.timeline_to_v.load_state_dict(block.attn2.to_v.state_dict())
+                block.timeline_norm_k.load_state_dict(block.attn2.norm_k.state_dict())
     report = {"event": "warm_start", "from": str(d), "loaded": len(state) - len(set(state) - set(own)),
               "kept_own_init": sorted(result.missing_keys), "ignored": sorted(set(state) - set(own))}
     return report

@@ -98,6 +98,26 @@ _DIRECTION_RE = {k: re.compile(rf"\b(?:{v})\b") for k, v in _DIRECTION_WORDS.ite
 _CAPTION_INDEX = {c: a for a, cs in ACTION_CAPTIONS.items() for c in cs}
 
 
+def text_concepts(text: str) -> list[str]:
+    """The world's concepts a text names: the action of a caption, the colour / texture / shape words of a
+    subject name or scene prompt, and a prompt's background. The labels of the text encoder's concept
+    pretraining (train/text_encoder.py)."""
+    norm = _normalise_text(text)
+    found = []
+    action = caption_to_action(norm)
+    if action is not None:
+        found.append(f"action:{action}")
+    bg = re.search(r"\bon an? ([a-z ]+?) background\b", norm)
+    if bg and bg.group(1) in BACKGROUNDS:
+        found.append(f"background:{bg.group(1)}")
+        norm = norm[: bg.start()]  # "light grey" is a background, not a subject's colour
+    words = set(norm.split())
+    found += [f"colour:{c}" for c in COLOURS if c in words]
+    found += [f"shape:{s}" for s in SHAPES if s in words]
+    found += [f"texture:{t}" for t, adj in TEXTURE_ADJECTIVES.items() if adj and adj in words]
+    return found
+
+
 def _normalise_text(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^a-z ]+", " ", text.lower())).strip()
 
@@ -720,6 +740,6 @@ def clip_from_timeline(timeline: Timeline, identities: list[Identity], seed: int
 
 __all__ = [
     "ACTIONS", "ACTION_CAPTIONS", "BACKGROUNDS", "COLOURS", "SHAPES", "TEXTURES", "Identity", "Segment", "SpriteClip",
-    "WorldConfig", "all_identities", "caption_to_action", "clip_from_timeline", "crop_subject", "generate_clip",
+    "WorldConfig", "all_identities", "caption_to_action", "text_concepts", "clip_from_timeline", "crop_subject", "generate_clip",
     "make_background", "rasterise", "render_identity", "render_states", "trajectory",
 ]
