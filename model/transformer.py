@@ -39,7 +39,7 @@ MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "
 
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
-    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
+    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool",
 )
 
@@ -274,6 +274,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         rope_rescale_T: float = 2.0,
         timeline_rope_theta: float = 10000.0,
         timeline_kv: str = "shared",
+        mask_threshold: float = 0.5,
         label_strategy: str = "uniform",
         label_alpha: float = 2.0,
         label_beta: float = 20.0,
@@ -296,6 +297,8 @@ class ReactIDTransformer(WanTransformer3DModel):
             raise ValueError(f"reference_token_pool must be >= 1, got {reference_token_pool}")
         if rope_rescale_T <= 0:
             raise ValueError(f"rope_rescale_T must be > 0, got {rope_rescale_T}")
+        if not 0 <= mask_threshold < 1:
+            raise ValueError(f"mask_threshold must be in [0, 1), got {mask_threshold}")
         if timeline_kv not in ("shared", "separate"):
             raise ValueError(f"timeline_kv must be 'shared' or 'separate', got {timeline_kv!r}")
         if timeline_rope_theta <= 1:
@@ -444,7 +447,9 @@ class ReactIDTransformer(WanTransformer3DModel):
         if subject_probs is not None and subject_probs.shape[1] < S:
             raise ValueError(f"subject masks cover {subject_probs.shape[1]} subjects, the timeline has {S}")
         probs = subject_probs[:, :S] if (subject_probs is not None and cfg.use_subject_binding) else None
-        assign = R.token_subject_assignment(probs)  # [B, N] or None
+        # a token belongs to its most likely subject when that subject covers > mask_threshold of it. 0.5 suits
+        # Wan-scale grids; where subjects are about one token wide (the sprite world) few tokens reach it
+        assign = R.token_subject_assignment(probs, cfg.mask_threshold)  # [B, N] or None
         tok_frame = torch.arange(N, device=device) // (Hp * Wp)
 
         cos_parts_q, sin_parts_q, cos_parts_k, sin_parts_k = [], [], [], []
@@ -478,7 +483,7 @@ class ReactIDTransformer(WanTransformer3DModel):
             active = (fq >= span[..., 0].unsqueeze(1)) & ((fq < span[..., 1].unsqueeze(1)) | ((fq <= span[..., 1].unsqueeze(1)) & last))
             attn_mask = (active & tl.valid.to(device).unsqueeze(1)).unsqueeze(1)  # [B, 1, N, L]
         if self._label_dim:
-            lab_q = R.token_labels(probs, cfg.label_alpha, cfg.label_beta, cfg.label_strategy)
+            lab_q = R.token_labels(probs, cfg.label_alpha, cfg.label_beta, cfg.label_strategy, cfg.mask_threshold)
             if lab_q is None:  # no masks yet (first denoising step): uniform binding, no label rotation
                 lab_q = torch.zeros(B, N, device=device, dtype=torch.float64)
                 lab_k = torch.zeros(tl.token_subject.shape, device=device, dtype=torch.float64)

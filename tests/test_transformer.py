@@ -51,7 +51,7 @@ def inputs(seed=2, frames=5, hw=8, subjects=2):
 
 
 @pytest.mark.parametrize("options", [{}, {"temporal_mode": "vanilla_rope"}, {"temporal_mode": "attn_mask"}, {"label_strategy": "adaptive"}, {"use_subject_binding": False},
-                                     {"timeline_rope_theta": 10.0}, {"timeline_kv": "separate"}])
+                                     {"timeline_rope_theta": 10.0}, {"timeline_kv": "separate"}, {"mask_threshold": 0.15}])
 def test_reactid_equals_wan_at_initialisation(options):
     base = random_wan()
     model = ReactIDTransformer.from_wan(base, **options).eval()
@@ -193,6 +193,30 @@ def test_uniform_and_adaptive_labels():
     assert R.token_labels(probs, 2, 20, "uniform").tolist() == [[2.0, 22.0, 0.0]]
     ad = R.token_labels(probs, 2, 20, "adaptive")[0]
     assert ad[0].item() == pytest.approx(1.8) and ad[1].item() == pytest.approx(15.4) and ad[2].item() == 0.0
+
+
+def test_mask_threshold_decides_which_tokens_carry_their_subject():
+    """A subject about one token wide covers under half of every token it touches. With the 0.5 threshold
+    those tokens stay background (no label, the subjects' mean time); a lower `mask_threshold` gives them
+    their subject's label and time, exactly as a fully covered token gets."""
+    tl = build_timeline_conditioning([example_timeline()], fake_encoder())
+    grid = (5, 4, 4)
+    N = 5 * 16
+
+    def rotary_of_token0(threshold, p):
+        m = ReactIDTransformer(**tiny_transformer_config(mask_threshold=threshold)).eval()
+        probs = torch.zeros(1, 2, N)
+        probs[0, 1, 0] = p  # token 0: subject 1 covers a fraction p of it
+        _, _, cos_q, sin_q, *_ = m._timeline_inputs(tl, grid, probs, "cpu", torch.float32)
+        return torch.cat([cos_q[0, 0], sin_q[0, 0]])
+
+    full = rotary_of_token0(0.5, 1.0)
+    assert torch.equal(rotary_of_token0(0.15, 0.3), full)
+    assert torch.equal(rotary_of_token0(0.5, 0.3), rotary_of_token0(0.5, 0.0))
+    assert not torch.equal(rotary_of_token0(0.5, 0.3), full)
+    assert R.token_labels(torch.tensor([[[0.3, 0.1]]]), 2, 20, "uniform", threshold=0.15).tolist() == [[2.0, 0.0]]
+    with pytest.raises(ValueError, match="mask_threshold must be in"):
+        ReactIDTransformer(**tiny_transformer_config(mask_threshold=1.0))
 
 
 def test_label_rotary_keeps_cross_subject_attention_far_below_own_subject():
