@@ -9,6 +9,10 @@ exact ground truth (train/sprite_eval.py).
     python benchmarks/bench_sprite.py ablations --base-run runs/sprite --train-steps 600 --out runs/ablations
     python benchmarks/bench_sprite.py ablations --base-run runs/sprite --train-steps 600 --set model.init_from=assets/default_model
 
+    # how much each model uses its conditioning: held-out loss with another scene's references / timeline
+    # over its own (cheap: no generation; a signal long before generated clips follow the timeline)
+    python benchmarks/bench_sprite.py sensitivity full=assets/default_model --n 12
+
 Metrics: action accuracy (chance = 1/#actions), timing error of action boundaries (frames), binding
 accuracy (multi-subject scenes: the action happens on the right subject), identity fidelity.
 """
@@ -147,6 +151,26 @@ def cmd_ablations(args) -> None:
     cmd_eval(args)
 
 
+def cmd_sensitivity(args) -> None:
+    from model.pipeline import ReactIDPipeline
+    from train.held_out import conditioning_sensitivity
+    from train.sprites import WorldConfig, generate_clip
+
+    world = WorldConfig.from_kwargs(**{**json.loads(args.world), "min_subjects": 2})
+    clips = [generate_clip(HELD_OUT_SEED + 50_000 + i, world) for i in range(args.n)]
+    rows = {}
+    print(f"| model | own loss (σ .3/.6) | × with other refs (min) | own loss (σ .5/.9) | × with other timeline (min) |")
+    print("|---|---:|---:|---:|---:|")
+    for spec in args.models:
+        name, _, directory = spec.partition("=")
+        r = conditioning_sensitivity(ReactIDPipeline.from_pretrained(directory), clips)
+        rows[name] = {k: v for k, v in r.items() if k != "per_clip"}
+        print(f"| {name} | {r['own_loss']:.4f} | {r['refs_ratio']:.3f} ({r['refs_ratio_min']:.3f}) | {r['own_loss_high_sigma']:.4f} | "
+              f"{r['timeline_ratio']:.4f} ({r['timeline_ratio_min']:.4f}) |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -169,9 +193,16 @@ def main():
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every row, e.g. model.init_from=assets/default_model")
             p.add_argument("--rows", nargs="*", help="only the rows whose name contains one of these words")
 
+    p = sub.add_parser("sensitivity")
+    p.add_argument("models", nargs="+", help="name=pipeline_dir")
+    p.add_argument("--n", type=int, default=12, help="held-out two-subject scenes")
+    p.add_argument("--world", default='{"duration": 4.0, "max_subjects": 2, "max_actions": 3}')
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json")
+
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cmd_eval(args) if args.cmd == "eval" else cmd_ablations(args)
+    {"eval": cmd_eval, "ablations": cmd_ablations, "sensitivity": cmd_sensitivity}[args.cmd](args)
 
 
 if __name__ == "__main__":

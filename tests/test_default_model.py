@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.conditioning import build_timeline_conditioning
 from model.default import DEFAULT_MODEL_DIR, load_default_pipeline
-from model.losses import add_flow_noise, flow_matching_loss
+from train.held_out import held_out_loss
 from train.sprites import WorldConfig, generate_clip
 
 
@@ -40,35 +39,6 @@ def test_default_model_generates_a_clip(default_pipe, scenes):
     out = default_pipe(c.timeline, refs_of(c), num_inference_steps=4, guidance_scale=3.0, seed=0, progress=False)
     assert out.frames.shape == (65, 64, 64, 3) and out.masks.shape == (2, 65, 64, 64)
     assert out.frames.std() > 5  # not a flat image
-
-
-@torch.no_grad()
-def held_out_loss(pipe, clips, refs_from=None, timeline_from=None, sigmas=(0.3, 0.6), per_clip=False):
-    """Mean held-out flow-matching loss; `refs_from` / `timeline_from` (clip lists) swap in another scene's
-    references or timeline. Ground-truth token masks set the binding labels, as in training."""
-    from train.prepare import token_masks
-
-    losses = []
-    g = torch.Generator().manual_seed(0)
-    for i, c in enumerate(clips):
-        rc = refs_from[i] if refs_from else c
-        tc = timeline_from[i] if timeline_from else c
-        video = torch.from_numpy(c.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-        x0 = pipe.encode_video(video)
-        own = refs_of(rc)
-        images = pipe.prepare_references(c.timeline, {s.id: own[r.id] for s, r in zip(c.timeline.subjects, rc.timeline.subjects)})
-        feats = pipe.encode_reference_features(c.timeline, images, pipe.config.reference_size)
-        tl = build_timeline_conditioning([tc.timeline], lambda caps: pipe.encode_text(caps, max_length=pipe.config.caption_max_length))
-        prompt, _ = pipe.encode_text([c.timeline.prompt])
-        masks = token_masks(c.masks, x0.shape[2], (x0.shape[3] // 2, x0.shape[4] // 2))[None]
-        clip_losses = []
-        for sigma in sigmas:
-            noise = torch.randn(x0.shape, generator=g)
-            x_t = add_flow_noise(x0, noise, torch.tensor([sigma]))
-            pred = pipe.transformer(x_t, torch.tensor([sigma * 1000]), prompt, reference_features=feats, timeline=tl, subject_masks=masks).sample
-            clip_losses.append(flow_matching_loss(pred, noise, x0).item())
-        losses.append(float(np.mean(clip_losses)))
-    return losses if per_clip else float(np.mean(losses))
 
 
 def test_shipped_weights_have_learned_the_sprite_world(default_pipe, scenes):
