@@ -29,19 +29,66 @@ def _block(c_in: int, c_out: int, down: bool) -> nn.Sequential:
     return nn.Sequential(conv, nn.GroupNorm(min(8, c_out), c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, 1, 1), nn.GroupNorm(min(8, c_out), c_out), nn.SiLU())
 
 
-class _Encoder(nn.Module):
-    def __init__(self, c_in: int, width: int, z: int):
+class _Residual(nn.Module):
+    """GroupNorm-SiLU-conv twice, added to the input: depth without losing what the block already had."""
+
+    def __init__(self, c: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1), nn.SiLU(), _block(width, width, True), _block(width, 2 * width, True), _block(2 * width, 2 * width, True), nn.Conv2d(2 * width, z, 3, 1, 1))
+        self.body = nn.Sequential(nn.GroupNorm(min(8, c), c), nn.SiLU(), nn.Conv2d(c, c, 3, 1, 1), nn.GroupNorm(min(8, c), c), nn.SiLU(), nn.Conv2d(c, c, 3, 1, 1))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def _stage(c_in: int, c_out: int, down: bool, res_blocks: int) -> nn.Sequential:
+    if not res_blocks:  # the original layout, so checkpoints written before res_blocks existed still load
+        return _block(c_in, c_out, down)
+    return nn.Sequential(_block(c_in, c_out, down), *[_Residual(c_out) for _ in range(res_blocks)])
+
+
+class _Encoder(nn.Module):
+    def __init__(self, c_in: int, width: int, z: int, res_blocks: int = 0):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1), nn.SiLU(), _stage(width, width, True, res_blocks), _stage(width, 2 * width, True, res_blocks),
+                                 _stage(2 * width, 2 * width, True, res_blocks), nn.Conv2d(2 * width, z, 3, 1, 1))
 
     def forward(self, x):
         return self.net(x)
 
 
 class _Decoder(nn.Module):
-    def __init__(self, c_out: int, width: int, z: int):
+    def __init__(self, c_out: int, width: int, z: int, res_blocks: int = 0):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(z, 2 * width, 3, 1, 1), nn.SiLU(), _block(2 * width, 2 * width, False), _block(2 * width, width, False), _block(width, width, False), nn.Conv2d(width, c_out, 3, 1, 1))
+        self.net = nn.Sequential(nn.Conv2d(z, 2 * width, 3, 1, 1), nn.SiLU(), *[_Residual(2 * width) for _ in range(res_blocks)], _stage(2 * width, 2 * width, False, res_blocks),
+                                 _stage(2 * width, width, False, res_blocks), _stage(width, width, False, res_blocks), nn.Conv2d(width, c_out, 3, 1, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class _BlockEncoder(nn.Module):
+    """All the work at block resolution (one position per 8x8 pixel block): pixel-unshuffle, a 1x1 conv to
+    `width` channels, residual 3x3 blocks over neighbouring blocks, then the latent. On a CPU, wide convs on
+    an 8x8 grid are dense matrix products; narrow convs at 64x64 are memory-bound and several times slower
+    for the same capacity."""
+
+    def __init__(self, c_in: int, width: int, z: int, res_blocks: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.PixelUnshuffle(8), nn.Conv2d(c_in * 64, width, 1), *[_Residual(width) for _ in range(max(1, res_blocks))],
+                                 nn.GroupNorm(min(8, width), width), nn.SiLU(), nn.Conv2d(width, z, 3, 1, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class _BlockDecoder(nn.Module):
+    """The latent to `width` channels per block, residual 3x3 blocks, then every pixel of the block from a
+    1x1 conv and pixel-shuffle: sharp edges anywhere in the block, without convs at full resolution."""
+
+    def __init__(self, c_out: int, width: int, z: int, res_blocks: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(z, width, 3, 1, 1), *[_Residual(width) for _ in range(max(1, res_blocks))], nn.GroupNorm(min(8, width), width), nn.SiLU(),
+                                 nn.Conv2d(width, c_out * 64, 1), nn.PixelShuffle(8))
 
     def forward(self, x):
         return self.net(x)
@@ -85,20 +132,32 @@ class _LinearPatch(nn.Module):
 class FrameGroupVAE(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, z_dim: int = 8, width: int = 32, latents_mean: list | None = None, latents_std: list | None = None,
-                 scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, linear_path: bool = False):
+                 scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, linear_path: bool = False, res_blocks: int = 0,
+                 arch: str = "pyramid", decoder_context: int = 0):
         """linear_path: a linear block-to-latent path (a PCA autoencoder once `init_pca` ran) to which the conv
         stacks add their output through a zero-initialised last layer, so training starts from a colour-true
-        reconstruction instead of a grey one."""
+        reconstruction instead of a grey one. res_blocks: residual blocks after each resolution change of the
+        conv stacks (0 = the original shallow stacks). arch: 'pyramid' (conv stacks that change resolution x2
+        at a time) or 'blocks' (all conv work on the 8x8-block grid, `width` channels wide). decoder_context: how
+        many neighbouring latent frames on each side the group decoder also sees. With 0 a group's four frames
+        come from its latent alone, and a per-group latent keeps little of what changes inside the group: a
+        spin comes back as one pose per group, a fast jump as a smear. With neighbours the decoder sees where
+        the motion comes from and goes to and can draw the frames in between (Wan's decoder reaches back in
+        time through its feature cache for the same reason); the encoder is unchanged."""
         super().__init__()
         if scale_factor_spatial != 8 or scale_factor_temporal != 4:
             raise ValueError("FrameGroupVAE has Wan's layout: x8 space, x4 time")
-        self.enc_first, self.enc_group = _Encoder(3, width, z_dim), _Encoder(12, width, z_dim)
-        self.dec_first, self.dec_group = _Decoder(3, width, z_dim), _Decoder(12, width, z_dim)
+        if arch not in ("pyramid", "blocks"):
+            raise ValueError(f"arch must be 'pyramid' or 'blocks', got {arch!r}")
+        enc, dec = (_Encoder, _Decoder) if arch == "pyramid" else (_BlockEncoder, _BlockDecoder)
+        self.enc_first, self.enc_group = enc(3, width, z_dim, res_blocks), enc(12, width, z_dim, res_blocks)
+        self.dec_first, self.dec_group = dec(3, width, z_dim, res_blocks), dec(12, width, z_dim * (1 + 2 * decoder_context), res_blocks)
         if linear_path:
             self.lin_first, self.lin_group = _LinearPatch(3, z_dim), _LinearPatch(12, z_dim)
             for net in (self.enc_first, self.enc_group, self.dec_first, self.dec_group):
-                nn.init.zeros_(net.net[-1].weight)
-                nn.init.zeros_(net.net[-1].bias)
+                last = [m for m in net.net if isinstance(m, nn.Conv2d)][-1]
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
         if latents_mean is None:
             self.register_to_config(latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
 
@@ -112,8 +171,20 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
     def _enc(self, net, lin, x):
         return net(x) + lin.encode(x) if self.config.linear_path else net(x)
 
-    def _dec(self, net, lin, z):
-        return net(z) + lin.decode(z) if self.config.linear_path else net(z)
+    def _dec(self, net, lin, z, context=None):
+        x = z if context is None else torch.cat([z, context], 1)
+        return net(x) + lin.decode(z) if self.config.linear_path else net(x)
+
+    def _group_context(self, z: torch.Tensor) -> torch.Tensor | None:
+        """z [B, Z, Fl, h, w] -> for each group latent 1..Fl-1, its neighbours [B*(Fl-1), 2c*Z, h, w] (zeros past the ends)."""
+        c = self.config.decoder_context
+        if not c:
+            return None
+        B, Z, Fl, h, w = z.shape
+        padded = F.pad(z, (0, 0, 0, 0, c, c))
+        parts = [padded[:, :, 1 + c + d : Fl + c + d] for d in range(-c, c + 1) if d]
+        ctx = torch.cat(parts, 1)  # [B, 2c*Z, Fl-1, h, w]
+        return ctx.permute(0, 2, 1, 3, 4).reshape(B * (Fl - 1), 2 * c * Z, h, w)
 
     def encode(self, x: torch.Tensor, return_dict: bool = True):
         """x [B, 3, 4k+1, H, W] in [-1, 1] -> latents [B, z, k+1, H/8, W/8] (as a zero-variance distribution)."""
@@ -136,7 +207,8 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         B, Z, Fl, h, w = z.shape
         frames = [self._dec(self.dec_first, getattr(self, "lin_first", None), z[:, :, 0]).unsqueeze(2)]
         if Fl > 1:
-            g = self._dec(self.dec_group, getattr(self, "lin_group", None), z[:, :, 1:].permute(0, 2, 1, 3, 4).reshape(B * (Fl - 1), Z, h, w))  # [B*k, 12, H, W]
+            g = self._dec(self.dec_group, getattr(self, "lin_group", None), z[:, :, 1:].permute(0, 2, 1, 3, 4).reshape(B * (Fl - 1), Z, h, w),
+                          self._group_context(z))  # [B*k, 12, H, W]
             H, W = g.shape[-2:]
             g = g.reshape(B, Fl - 1, 3, 4, H, W).permute(0, 2, 1, 3, 4, 5).reshape(B, 3, (Fl - 1) * 4, H, W)
             frames.append(g)

@@ -87,3 +87,36 @@ def test_linear_path_trains_and_round_trips_through_save(tmp_path):
     assert again.config.linear_path
     with torch.no_grad():
         assert torch.allclose(again(x), vae(x), atol=1e-5)
+
+
+def test_block_grid_vae_with_decoder_context_keeps_the_layout_and_starts_as_pca(tmp_path):
+    torch.manual_seed(0)
+    vae = FrameGroupVAE(z_dim=4, width=16, linear_path=True, arch="blocks", res_blocks=1, decoder_context=1).eval()
+    x = _blocky_videos()
+    vae.init_pca(x)
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mode()
+        assert z.shape == (6, 4, 3, 4, 4)
+        assert torch.allclose(vae.decode(z).sample, x, atol=1e-4)  # zero-initialised conv outputs: PCA exactly
+        for net in (vae.dec_group, vae.enc_group):  # give the conv stacks an output so context can show
+            [m for m in net.net if isinstance(m, torch.nn.Conv2d)][-1].weight.normal_(0, 0.05)
+        z = vae.encode(x).latent_dist.mode()
+        y = vae.decode(z).sample
+        z2 = z.clone()
+        z2[:, :, 2] += 1.0  # move latent frame 2 only
+        y2 = vae.decode(z2).sample
+    # the decoder of group 1 (frames 1-4) sees its neighbour (latent frame 2); the first frame does not
+    assert torch.equal(y2[:, :, 0], y[:, :, 0]) and not torch.allclose(y2[:, :, 1:5], y[:, :, 1:5])
+    vae.save_pretrained(tmp_path / "v")
+    again = load_vae(tmp_path / "v")
+    assert again.config.arch == "blocks" and again.config.decoder_context == 1
+    with torch.no_grad():
+        assert torch.allclose(again.decode(z).sample, y, atol=1e-5)
+
+
+def test_the_original_pyramid_layout_keeps_its_parameter_names():
+    """res_blocks=0 must not rename anything, or VAEs saved before the option existed would no longer load."""
+    names = set(FrameGroupVAE(z_dim=4, width=8).state_dict())
+    assert {"enc_group.net.2.0.weight", "enc_group.net.2.3.weight", "dec_group.net.4.0.weight", "dec_group.net.5.weight"} <= names
+    with pytest.raises(ValueError, match="arch"):
+        FrameGroupVAE(z_dim=4, width=8, arch="unet")

@@ -18,28 +18,36 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKLWan
 
 
-def build_vae(z_dim: int = 8, base_dim: int = 16, kind: str = "framegroup", linear_path: bool = False):
+def build_vae(z_dim: int = 8, base_dim: int = 16, kind: str = "framegroup", linear_path: bool = False, res_blocks: int = 0, arch: str = "pyramid",
+              decoder_context: int = 0):
     """'framegroup' (default for small models: no recurrence, see model/framevae.py) or 'wan'."""
     if kind == "framegroup":
         from model.framevae import FrameGroupVAE
 
-        return FrameGroupVAE(z_dim=z_dim, width=2 * base_dim, linear_path=linear_path)
+        return FrameGroupVAE(z_dim=z_dim, width=2 * base_dim, linear_path=linear_path, res_blocks=res_blocks, arch=arch, decoder_context=decoder_context)
     return AutoencoderKLWan(base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
                             latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
 
 
 def train_vae(videos: np.ndarray, out_dir: str | Path, *, z_dim: int = 8, base_dim: int = 16, steps: int = 1000, batch_size: int = 8,
-              lr: float = 2e-3, kl_weight: float = 1e-6, snippet_frames: int = 5, seed: int = 0, log=print, kind: str = "framegroup", fg_weight: float = 10.0, linear_path: bool = False):
+              lr: float = 2e-3, kl_weight: float = 1e-6, snippet_frames: int = 5, seed: int = 0, log=print, kind: str = "framegroup", fg_weight: float = 10.0, linear_path: bool = False,
+              res_blocks: int = 0, arch: str = "pyramid", decoder_context: int = 0, linear_lr_scale: float = 1.0):
     """videos: uint8 [N, F, H, W, 3]. Writes the VAE (with latent mean/std measured on the data) to out_dir."""
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    vae = build_vae(z_dim, base_dim, kind, linear_path).train()
+    vae = build_vae(z_dim, base_dim, kind, linear_path, res_blocks, arch, decoder_context).train()
     if linear_path:  # start from the PCA autoencoder of the data's 8x8 blocks (model/framevae.py)
         pick = rng.permutation(len(videos))[: min(len(videos), 64)]
         kept = vae.init_pca(torch.from_numpy(videos[pick]).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3))
         log(json.dumps({"vae_pca": {k: round(v, 4) for k, v in kept.items()}}))
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    # The PCA path is already a good autoencoder: at the conv stacks' learning rate Adam moves each of its
+    # small weights by about lr per step and scrambles the principal components within a few hundred steps
+    # (the loss rose before it fell), so it learns slowly, at linear_lr_scale * lr.
+    lin = [p for n, p in vae.named_parameters() if n.startswith("lin_")]
+    rest = [p for n, p in vae.named_parameters() if not n.startswith("lin_")]
+    groups = [{"params": rest, "lr": lr}] + ([{"params": lin, "lr": lr * linear_lr_scale}] if lin else [])
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     N, Fr = videos.shape[:2]
     t0 = time.time()
