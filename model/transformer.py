@@ -39,7 +39,7 @@ MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "
 
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
-    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
+    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool",
 )
 
@@ -203,7 +203,7 @@ class ReactIDBlock(WanTransformerBlock):
         return out[..., :D].flatten(2, 3).type_as(q), self.mask_head(mass.float())
 
     # -- timeline cross-attention ---------------------------------------------------------------
-    def _timeline_attention(self, q, keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask):
+    def _timeline_attention(self, q, keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject=None):
         if hasattr(self, "timeline_to_k"):
             to_k, norm_k, to_v = self.timeline_to_k, self.timeline_norm_k, self.timeline_to_v
         else:
@@ -211,14 +211,34 @@ class ReactIDBlock(WanTransformerBlock):
         k = norm_k(to_k(keys_in)).unflatten(2, (self.heads, -1))
         v = to_v(keys_in).unflatten(2, (self.heads, -1))
         qr, kr = q, k
-        if cos_q is not None:
+        scale = None
+        if cos_q is not None and cos_q.ndim == 5:
+            # one clock per subject (timeline_query_clock='per_subject'): the query is rotated by each subject's
+            # rescaled time, the copies laid side by side, and every caption key put in its own subject's slot,
+            # so q_s(l) . k_l is the only product that survives and one attention call scores every caption
+            # against its own subject's clock (scale stays 1/sqrt(head_dim))
+            S = cos_q.shape[1]
+            qr = torch.cat([R.apply_rotary_fast(q, cos_q[:, s], sin_q[:, s]) for s in range(S)], -1)
+            kr = R.apply_rotary_fast(k, cos_k, sin_k)
+            slot = F.one_hot(key_subject.clamp(0, S - 1), S).to(kr.dtype)  # [B, L, S]
+            kr = (kr.unsqueeze(-2) * slot[:, :, None, :, None]).flatten(-2)  # [B, L, H, S*d]
+            scale = 1.0 / math.sqrt(self.head_dim)
+        elif cos_q is not None:
             qr = R.apply_rotary_fast(q, cos_q, sin_q)
             kr = R.apply_rotary_fast(k, cos_k, sin_k)
         # a null slot (zero key, zero value): tokens with nothing relevant can attend to nothing
         B = q.shape[0]
-        null = torch.zeros(B, 1, self.heads, self.head_dim, dtype=kr.dtype, device=kr.device)
+        null = torch.zeros(B, 1, self.heads, kr.shape[-1], dtype=kr.dtype, device=kr.device)
         kr = torch.cat([kr, null], 1)
-        v = torch.cat([v, null.to(v.dtype)], 1)
+        v = torch.cat([v, torch.zeros(B, 1, self.heads, self.head_dim, dtype=v.dtype, device=v.device)], 1)
+        if scale is not None:  # q/k are wider than v here: native SDPA takes that, the fused kernels may not
+            m = None
+            if attn_mask is not None or not bool(valid.all()):
+                am = attn_mask if attn_mask is not None else valid.view(B, 1, 1, -1)
+                full = torch.ones(am.shape[:-1] + (1,), dtype=torch.bool, device=am.device)
+                m = torch.where(torch.cat([am.expand(B, *am.shape[1:]), full], -1), 0.0, float("-inf")).to(qr.dtype)
+            out = dispatch_attention_fn(qr, kr, v, attn_mask=m, dropout_p=0.0, is_causal=False, scale=scale, backend=None)
+            return out.flatten(2, 3).type_as(q)
         if attn_mask is None and not bool(valid.all()):
             attn_mask = valid.view(B, 1, 1, -1)
         if attn_mask is not None:
@@ -274,6 +294,8 @@ class ReactIDTransformer(WanTransformer3DModel):
         rope_rescale_T: float = 2.0,
         timeline_rope_theta: float = 10000.0,
         timeline_kv: str = "shared",
+        timeline_query_clock: str = "assigned",
+        timeline_identity_keys: bool = False,
         mask_threshold: float = 0.5,
         label_strategy: str = "uniform",
         label_alpha: float = 2.0,
@@ -301,6 +323,10 @@ class ReactIDTransformer(WanTransformer3DModel):
             raise ValueError(f"mask_threshold must be in [0, 1), got {mask_threshold}")
         if timeline_kv not in ("shared", "separate"):
             raise ValueError(f"timeline_kv must be 'shared' or 'separate', got {timeline_kv!r}")
+        if timeline_query_clock not in ("assigned", "per_subject"):
+            raise ValueError(f"timeline_query_clock must be 'assigned' or 'per_subject', got {timeline_query_clock!r}")
+        if timeline_identity_keys and not (use_timeline and use_reference_branch):
+            raise ValueError("timeline_identity_keys needs both the timeline and the reference branch")
         if timeline_rope_theta <= 1:
             raise ValueError(f"timeline_rope_theta must be > 1, got {timeline_rope_theta}")
         super().__init__(
@@ -324,6 +350,10 @@ class ReactIDTransformer(WanTransformer3DModel):
             self.ref_blocks = nn.ModuleList(
                 [WanTransformerBlock(inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps, None) for _ in range(num_reference_blocks)]
             )
+        if use_timeline and timeline_identity_keys:
+            # each caption's keys also carry its subject's pooled reference features, so a video token can find
+            # its own subject's captions by what it looks like, before any mask exists (the first steps)
+            self.timeline_identity = nn.Linear(inner, inner)
         # rotary split of the timeline attention's head dim: time | label | unrotated (Wan's t/h/w split)
         hd = attention_head_dim
         self._label_dim = 2 * (hd // 6) if use_subject_binding else 0
@@ -376,7 +406,7 @@ class ReactIDTransformer(WanTransformer3DModel):
     @staticmethod
     def is_reactid_param(name: str) -> bool:
         parts = name.split(".")
-        return parts[0] in ("ref_patch_embedding", "ref_blocks") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head") for p in parts)
+        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head") for p in parts)
 
     def reactid_config(self) -> dict:
         return {k: self.config[k] for k in REACTID_CONFIG_KEYS}
@@ -435,12 +465,15 @@ class ReactIDTransformer(WanTransformer3DModel):
     # ------------------------------------------------------------------------------------------
     # Timeline rotary / masks
     # ------------------------------------------------------------------------------------------
-    def _timeline_inputs(self, tl: TimelineConditioning, grid: tuple[int, int, int], subject_probs: torch.Tensor | None, device, dtype):
+    def _timeline_inputs(self, tl: TimelineConditioning, grid: tuple[int, int, int], subject_probs: torch.Tensor | None, device, dtype,
+                         reference_features: ReferenceFeatures | None = None):
         cfg = self.config
         B = tl.embeds.shape[0]
         Fp, Hp, Wp = grid
         N = Fp * Hp * Wp
         keys_in = self.condition_embedder.text_embedder(tl.embeds.to(device=device, dtype=dtype))
+        if hasattr(self, "timeline_identity") and reference_features is not None:
+            keys_in = keys_in + self._identity_keys(reference_features, tl.token_subject.to(device), tl.spans.shape[1], dtype)
         frames = torch.arange(Fp, device=device, dtype=torch.float64) * self.config.patch_size[0]
         spans = tl.spans.to(device)
         S = spans.shape[1]
@@ -454,6 +487,7 @@ class ReactIDTransformer(WanTransformer3DModel):
 
         cos_parts_q, sin_parts_q, cos_parts_k, sin_parts_k = [], [], [], []
         attn_mask = None
+        per_subject_clock = cfg.timeline_query_clock == "per_subject" and cfg.temporal_mode != "attn_mask"
         if cfg.temporal_mode in ("ta_rope", "vanilla_rope"):
             if cfg.temporal_mode == "ta_rope":
                 per_subject = R.ta_rope_positions(frames, spans, tl.num_actions.to(device), cfg.rope_rescale_T)
@@ -461,7 +495,9 @@ class ReactIDTransformer(WanTransformer3DModel):
                 per_subject = R.vanilla_positions(frames, B, S)
             pos_frame = per_subject[:, :, tok_frame]  # [B, S, N]
             background = pos_frame.mean(1)  # tokens of no subject: mean of the subjects' times
-            if assign is None:
+            if per_subject_clock:  # every token, against each subject's captions, at that subject's time
+                pos_q = pos_frame
+            elif assign is None:
                 pos_q = background
             else:
                 own = pos_frame.gather(1, assign.clamp_min(0).unsqueeze(1)).squeeze(1)
@@ -491,17 +527,34 @@ class ReactIDTransformer(WanTransformer3DModel):
                 lab_k = R.label_values(S, cfg.label_alpha, cfg.label_beta, device)[tl.token_subject.to(device).clamp_min(0)]
             fr = R.rope_frequencies(self._label_dim, cfg.label_rope_theta, device)
             c, s = R.rotary_cos_sin(lab_q, fr)
+            if per_subject_clock:  # the token's own label, the same in every subject's copy of the query
+                c, s = c.unsqueeze(1).expand(-1, S, -1, -1), s.unsqueeze(1).expand(-1, S, -1, -1)
             cos_parts_q.append(c); sin_parts_q.append(s)
             c, s = R.rotary_cos_sin(lab_k, fr)
             cos_parts_k.append(c); sin_parts_k.append(s)
         if cos_parts_q:
             hd = self.config.attention_head_dim
-            cat = lambda parts: torch.cat(parts, -1).unsqueeze(2)  # noqa: E731  [B, *, 1, d]
+            cat = lambda parts: torch.cat(parts, -1).unsqueeze(-2)  # noqa: E731  [B, (S,) N, 1, d]
             cos_q, sin_q = (t.to(dtype) for t in R.full_rotary_tables(cat(cos_parts_q), cat(sin_parts_q), hd))
             cos_k, sin_k = (t.to(dtype) for t in R.full_rotary_tables(cat(cos_parts_k), cat(sin_parts_k), hd))
         else:
             cos_q = sin_q = cos_k = sin_k = None
-        return keys_in, tl.valid.to(device), cos_q, sin_q, cos_k, sin_k, attn_mask
+        key_subject = tl.token_subject.to(device) if (per_subject_clock and cos_q is not None) else None
+        return keys_in, tl.valid.to(device), cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject
+
+    def _identity_keys(self, ref: ReferenceFeatures, token_subject: torch.Tensor, S: int, dtype) -> torch.Tensor:
+        """[B, L, dim]: the projected mean of the last reference block's features over each caption token's subject."""
+        feats = ref.features[-1]
+        B = token_subject.shape[0]
+        if feats.shape[0] != B:
+            feats, subj = feats.repeat_interleave(B // feats.shape[0], 0), ref.token_subject.repeat_interleave(B // feats.shape[0], 0)
+        else:
+            subj = ref.token_subject
+        onehot = (F.one_hot(subj.clamp_min(0), max(S, int(subj.max()) + 1))[..., :S] * (subj >= 0).unsqueeze(-1)).to(feats.dtype)  # [B, R, S]
+        pooled = torch.einsum("brs,brd->bsd", onehot, feats) / onehot.sum(1).clamp_min(1.0).unsqueeze(-1)  # [B, S, dim]
+        ident = self.timeline_identity(pooled.to(dtype))
+        gathered = ident.gather(1, token_subject.clamp(0, S - 1).unsqueeze(-1).expand(-1, -1, ident.shape[-1]))
+        return gathered * (token_subject >= 0).unsqueeze(-1).to(dtype)
 
     def _require_masked_backend(self, why: str) -> None:
         name = self.blocks[0].backend_name()
@@ -569,9 +622,9 @@ class ReactIDTransformer(WanTransformer3DModel):
                 timeline = timeline.repeat(B // timeline.embeds.shape[0])
             if subject_masks is not None and subject_masks.shape[0] != B:
                 subject_masks = subject_masks.repeat_interleave(B // subject_masks.shape[0], 0)
-            tl_inputs = self._timeline_inputs(timeline, grid, subject_masks, x.device, x.dtype)
+            tl_inputs = self._timeline_inputs(timeline, grid, subject_masks, x.device, x.dtype, ref_inputs)
 
-        if tl_inputs is not None and (tl_inputs[-1] is not None or not bool(tl_inputs[1].all())):
+        if tl_inputs is not None and (tl_inputs[6] is not None or not bool(tl_inputs[1].all())):
             self._require_masked_backend("this timeline attention needs a mask (temporal_mode='attn_mask' or a padded batch)")
 
         n_ref = len(self.ref_blocks) if ref_inputs is not None else 0

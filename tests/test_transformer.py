@@ -51,7 +51,9 @@ def inputs(seed=2, frames=5, hw=8, subjects=2):
 
 
 @pytest.mark.parametrize("options", [{}, {"temporal_mode": "vanilla_rope"}, {"temporal_mode": "attn_mask"}, {"label_strategy": "adaptive"}, {"use_subject_binding": False},
-                                     {"timeline_rope_theta": 10.0}, {"timeline_kv": "separate"}, {"mask_threshold": 0.15}])
+                                     {"timeline_rope_theta": 10.0}, {"timeline_kv": "separate"}, {"mask_threshold": 0.15},
+                                     {"timeline_query_clock": "per_subject"}, {"timeline_identity_keys": True},
+                                     {"timeline_query_clock": "per_subject", "timeline_identity_keys": True, "temporal_mode": "vanilla_rope"}])
 def test_reactid_equals_wan_at_initialisation(options):
     base = random_wan()
     model = ReactIDTransformer.from_wan(base, **options).eval()
@@ -307,3 +309,77 @@ def test_reference_token_pooling_keeps_equivalence_and_shrinks_keys():
         assert feats.token_subject.tolist() == [[0] * 4 + [0] * 4 + [1] * 4]
         out = model(x, t, ctx, reference_features=feats, timeline=build_timeline_conditioning([example_timeline()], fake_encoder()), subject_masks=masks)
     assert (out.sample - base(x, t, ctx).sample).abs().max() <= 1e-5 and out.mask_logits.shape == (1, 2, masks.shape[-1])
+
+
+def _timeline_two_subjects():
+    s1 = Subject("s1", "the red circle", "object", [], [Action(0.0, 1.5, "moves left"), Action(1.5, 4.0, "jumps")])
+    s2 = Subject("s2", "the blue star", "object", [], [Action(0.0, 3.0, "spins"), Action(3.0, 4.0, "rests")])
+    return Timeline(duration=4.0, subjects=[s1, s2], prompt="two shapes", fps=16).validate()
+
+
+def _moved(model):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ref_out" in name or "timeline_out" in name:
+                p.normal_(0, 0.1)
+    return model
+
+
+def test_per_subject_clock_scores_every_caption_against_its_own_subjects_time():
+    """timeline_query_clock='per_subject': one attention call (query copies side by side, keys in their subject's
+    slot) must equal scoring each caption key with the query rotated by that key's subject's TA-RoPE time."""
+    model = _moved(ReactIDTransformer.from_wan(random_wan(), timeline_query_clock="per_subject", timeline_rope_theta=10.0)).eval()
+    tl = build_timeline_conditioning([_timeline_two_subjects()], fake_encoder())
+    grid = (17, 2, 2)
+    keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject = model._timeline_inputs(tl, grid, None, "cpu", torch.float32)
+    assert cos_q.shape[:3] == (1, 2, 17 * 4)  # one rotation per subject for every video token
+    blk = model.blocks[0]
+    H, d = blk.heads, blk.head_dim
+    q = torch.randn(1, 17 * 4, H, d, generator=torch.Generator().manual_seed(3))
+    got = blk._timeline_attention(q, keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject)
+    k = blk.attn2.norm_k(blk.attn2.to_k(keys_in)).unflatten(2, (H, -1))
+    v = blk.attn2.to_v(keys_in).unflatten(2, (H, -1))
+    kr = R.apply_rotary_fast(k, cos_k, sin_k)
+    L = keys_in.shape[1]
+    logits = torch.stack([(R.apply_rotary_fast(q, cos_q[:, key_subject[0, j]], sin_q[:, key_subject[0, j]]) * kr[:, j : j + 1]).sum(-1) for j in range(L)], -1) / math.sqrt(d)
+    logits = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1)  # the null slot
+    want = torch.einsum("bnhl,blhd->bnhd", logits.softmax(-1), torch.cat([v, torch.zeros_like(v[:, :1])], 1)).flatten(2)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_per_subject_clock_needs_no_masks_to_time_each_subject():
+    """Without masks the 'assigned' clock gives every token the mean of the subjects' times; per_subject gives
+    each subject's captions that subject's own time, the same as a token assigned to it by a mask would get."""
+    tl = build_timeline_conditioning([_timeline_two_subjects()], fake_encoder())
+    grid = (17, 2, 2)
+    per = ReactIDTransformer.from_wan(random_wan(), timeline_query_clock="per_subject").eval()
+    assigned = ReactIDTransformer.from_wan(random_wan(), timeline_query_clock="assigned").eval()
+    cq_per = per._timeline_inputs(tl, grid, None, "cpu", torch.float32)[2]  # [1, S, N, 1, hd]
+    masks = torch.zeros(1, 2, 17 * 4)
+    for s in range(2):
+        masks[:, s] = 1.0
+        cq_own = assigned._timeline_inputs(tl, grid, masks, "cpu", torch.float32)[2]  # every token assigned to s
+        tdim = assigned._time_dim
+        assert torch.allclose(cq_per[:, s, ..., :tdim], cq_own[..., :tdim], atol=1e-6)
+        masks[:, s] = 0.0
+
+
+def test_identity_keys_tag_each_caption_with_its_subjects_references():
+    model = ReactIDTransformer.from_wan(random_wan(), timeline_identity_keys=True).eval()
+    x, t, ctx, refs, rs, rt, masks = inputs()
+    tl = build_timeline_conditioning([_timeline_two_subjects()], fake_encoder())
+    with torch.no_grad():
+        feats = model.encode_references(refs, rs, rt, num_subjects=2)
+        refs2 = refs.clone()
+        refs2[:, 2] = torch.randn_like(refs2[:, 2])  # another reference for subject 2 only
+        feats2 = model.encode_references(refs2, rs, rt, num_subjects=2)
+        k1 = model._timeline_inputs(tl, (5, 4, 4), None, "cpu", torch.float32, feats)[0]
+        k2 = model._timeline_inputs(tl, (5, 4, 4), None, "cpu", torch.float32, feats2)[0]
+    own = tl.token_subject[0]
+    assert torch.equal(k1[0, own == 0], k2[0, own == 0])  # subject 1's captions do not move
+    assert not torch.allclose(k1[0, own == 1], k2[0, own == 1])
+    assert ReactIDTransformer.is_reactid_param("timeline_identity.weight")
+    with pytest.raises(ValueError, match="timeline_identity_keys"):
+        ReactIDTransformer.from_wan(random_wan(), timeline_identity_keys=True, use_reference_branch=False)
+    with pytest.raises(ValueError, match="timeline_query_clock"):
+        ReactIDTransformer.from_wan(random_wan(), timeline_query_clock="sometimes")
