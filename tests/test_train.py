@@ -22,7 +22,7 @@ TINY = {
     "vae": {"z_dim": 4, "base_dim": 8, "steps": 2, "batch_size": 2},
     "text": {"d_model": 16, "layers": 1, "heads": 2, "max_length": 16},
     "model": {"heads": 2, "head_dim": 16, "layers": 2, "ffn_dim": 32, "reactid": {"mask_blocks": 2}},
-    "optim": {"steps": 6, "batch_size": 2, "lr": 0.001, "warmup_steps": 2, "log_every": 1, "checkpoint_every": 3},
+    "optim": {"steps": 6, "batch_size": 2, "lr": 0.001, "warmup_steps": 2, "log_every": 1, "checkpoint_every": 3, "binding_masks": "predicted"},
 }
 
 
@@ -60,6 +60,9 @@ def losses(log: Path) -> dict[int, float]:
         ({"curriculum": {"mode": "sometimes"}}, "curriculum.mode"),
         ({"optim": {"fg_loss_weight": -1}}, "optim.fg_loss_weight"),
         ({"model": {"init_from": "/nonexistent/pipeline"}}, "model.init_from: directory not found"),
+        ({"optim": {"binding_masks": "oracle"}}, "optim.binding_masks"),
+        ({"optim": {"binding_none_prob": 1.5}}, "optim.binding_none_prob"),
+        ({"vae": {"arch": "unet"}}, "vae.arch"),
     ],
 )
 def test_bad_configs_fail_naming_the_key(override, key):

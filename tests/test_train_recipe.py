@@ -74,3 +74,41 @@ def test_warm_start_refuses_weights_of_another_shape(tmp_path):
         warm_start(wider, tmp_path / "pipe")
     with pytest.raises(ValueError, match="no .safetensors weights"):
         warm_start(wider, tmp_path)
+
+
+def test_binding_masks_never_hand_the_model_the_ground_truth_unless_asked():
+    """optim.binding_masks: 'predicted' binds with the masks the model predicts itself from the same noisy input
+    without binding (what inference has at the next step), 'none' with nothing, 'ground_truth' with the clip's."""
+    from types import SimpleNamespace
+
+    from model.conditioning import build_timeline_conditioning
+    from model.timeline import example_timeline
+    from model.tiny import tiny_transformer_config
+    from model.transformer import ReactIDTransformer
+    from train.loop import Trainer
+
+    torch.manual_seed(0)
+    model = ReactIDTransformer(**tiny_transformer_config()).eval()
+    cfg = model.config
+    x = torch.randn(1, cfg.in_channels, 5, 8, 8)
+    t = torch.tensor([600.0])
+    ctx = torch.randn(1, 6, cfg.text_dim)
+    feats = model.encode_references(torch.randn(1, 2, cfg.in_channels, 8, 8), torch.tensor([[0, 1]]), torch.randn(1, 2, 4, cfg.text_dim), num_subjects=2)
+    g = torch.Generator().manual_seed(0)
+
+    def enc(caps):
+        return torch.randn(len(caps), 4, cfg.text_dim, generator=g), torch.ones(len(caps), 4, dtype=torch.bool)
+
+    tl = build_timeline_conditioning([example_timeline()], enc)
+    gt = (torch.rand(1, 2, 80) > 0.5).float()
+
+    def call(mode, none_prob=0.0):
+        fake = SimpleNamespace(cfg=SimpleNamespace(optim=SimpleNamespace(binding_masks=mode, binding_none_prob=none_prob)))
+        return Trainer.binding_masks(fake, model, x, t, ctx, feats, tl, gt, torch.Generator().manual_seed(1))
+
+    assert call("ground_truth") is gt
+    assert call("none") is None and call("predicted", none_prob=1.0) is None
+    with torch.no_grad():
+        own = torch.sigmoid(model(x, t, ctx, reference_features=feats, timeline=tl).mask_logits)
+    got = call("predicted")
+    assert torch.allclose(got, own) and not torch.allclose(got, gt) and not got.requires_grad

@@ -86,7 +86,9 @@ def _vae(cfg, out: Path, log_path: Path):
     small.data = type(cfg.data)(**{**cfg.data.__dict__, "num_clips": min(sub, 400)})
     videos = np.stack([c.frames for c in sprite_clips(small)])
     vae = train_vae(videos, vae_dir, z_dim=v.z_dim, base_dim=v.base_dim, steps=v.steps, batch_size=v.batch_size, lr=v.lr, kl_weight=v.kl_weight,
-                    snippet_frames=v.snippet_frames, seed=cfg.seed, log=lambda line: log_line(log_path, json.loads(line)), kind=v.kind, fg_weight=v.fg_weight, linear_path=v.linear_path)
+                    snippet_frames=v.snippet_frames, seed=cfg.seed, log=lambda line: log_line(log_path, json.loads(line)), kind=v.kind, fg_weight=v.fg_weight, linear_path=v.linear_path,
+                    res_blocks=v.res_blocks, arch=v.arch, decoder_context=v.decoder_context,
+                    linear_lr_scale=v.linear_lr_scale)
     log_line(log_path, {"event": "vae_done", "psnr_db": round(reconstruction_psnr(vae, videos[:8]), 2)})
     return vae
 

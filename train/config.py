@@ -39,6 +39,10 @@ class VAEConfig:
     snippet_frames: int = 5
     fg_weight: float = 10.0  # extra loss weight on pixels far from the frame's median colour (the subjects)
     linear_path: bool = False  # framegroup: a PCA-initialised linear path beside the conv stacks (model/framevae.py)
+    res_blocks: int = 0  # framegroup: residual blocks after each resolution change of the conv stacks
+    linear_lr_scale: float = 1.0  # learning rate of the PCA path relative to vae.lr (train/vae.py: a full rate scrambles it)
+    decoder_context: int = 0  # framegroup: neighbouring latent frames on each side the group decoder sees (model/framevae.py)
+    arch: str = "pyramid"  # framegroup: 'pyramid' (convs at every resolution) | 'blocks' (all convs on the 8x8-block grid, 2*base_dim wide)
 
 
 @dataclass
@@ -89,6 +93,10 @@ class OptimConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     cond_dropout: float = 0.1  # drop prompt + timeline so classifier-free guidance works
+    # Which subject masks set the binding labels in training (train/loop.py Trainer.binding_masks):
+    # 'ground_truth' (the paper's reading) | 'predicted' (the model's own, as at inference) | 'none'
+    binding_masks: str = "ground_truth"
+    binding_none_prob: float = 0.25  # 'predicted': share of steps with no masks at all (the first denoising step)
     mixed_precision: str = "no"  # 'no' | 'bf16' | 'fp16' (accelerate)
     gradient_checkpointing: bool = False
     train_base: bool = True  # False: train only ReactID's new modules (fine-tuning a real Wan)
@@ -150,6 +158,10 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.mixed_precision", f"must be 'no', 'bf16' or 'fp16', got {o.mixed_precision!r}")
     if not (isinstance(o.fg_loss_weight, (int, float)) and o.fg_loss_weight >= 0):
         bad("optim.fg_loss_weight", f"must be a number >= 0, got {o.fg_loss_weight!r}")
+    if o.binding_masks not in ("ground_truth", "predicted", "none"):
+        bad("optim.binding_masks", f"must be 'ground_truth', 'predicted' or 'none', got {o.binding_masks!r}")
+    if not 0 <= o.binding_none_prob <= 1:
+        bad("optim.binding_none_prob", f"must be in [0, 1], got {o.binding_none_prob!r}")
     if not 0 <= o.cond_dropout < 1:
         bad("optim.cond_dropout", "must be in [0, 1)")
     if cfg.height % 16 or cfg.width % 16:
@@ -174,6 +186,14 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("curriculum.lambdas", f"must be three non-negative weights (sub, app, sam), got {c.lambdas}")
     if cfg.vae.kind not in ("framegroup", "wan"):
         bad("vae.kind", f"must be 'framegroup' or 'wan', got {cfg.vae.kind!r}")
+    if not (isinstance(cfg.vae.linear_lr_scale, (int, float)) and cfg.vae.linear_lr_scale >= 0):
+        bad("vae.linear_lr_scale", f"must be a number >= 0, got {cfg.vae.linear_lr_scale!r}")
+    if not (isinstance(cfg.vae.decoder_context, int) and cfg.vae.decoder_context >= 0):
+        bad("vae.decoder_context", f"must be an integer >= 0, got {cfg.vae.decoder_context!r}")
+    if cfg.vae.arch not in ("pyramid", "blocks"):
+        bad("vae.arch", f"must be 'pyramid' or 'blocks', got {cfg.vae.arch!r}")
+    if not (isinstance(cfg.vae.res_blocks, int) and cfg.vae.res_blocks >= 0):
+        bad("vae.res_blocks", f"must be an integer >= 0, got {cfg.vae.res_blocks!r}")
     if cfg.vae.checkpoint is None and cfg.vae.steps < 1:
         bad("vae.steps", "must be >= 1 when no vae.checkpoint is given")
     if cfg.vae.checkpoint is not None and not Path(cfg.vae.checkpoint).is_dir():

@@ -19,10 +19,15 @@ def own_references(clip) -> dict:
 
 
 @torch.no_grad()
-def held_out_loss(pipe, clips, refs_from=None, timeline_from=None, sigmas=(0.3, 0.6), per_clip=False, seed: int = 0):
+def held_out_loss(pipe, clips, refs_from=None, timeline_from=None, sigmas=(0.3, 0.6), per_clip=False, seed: int = 0, binding: str = "predicted"):
     """Mean held-out flow-matching loss; `refs_from` / `timeline_from` (clip lists, one per clip) swap in
-    another scene's references or timeline. Ground-truth token masks set the binding labels, as in training.
-    The noise is drawn from `seed`, so calls that differ only in the swap see the same noise."""
+    another scene's references or timeline. `binding` sets the subject masks behind the binding labels:
+    'predicted' (the model's own from the same noisy input, what inference has), 'ground_truth' (the
+    clip's masks: they reveal every subject's path, so a model can score well here while ignoring its
+    timeline) or 'none'. The noise is drawn from `seed`, so calls that differ only in the swap see the
+    same noise."""
+    if binding not in ("predicted", "ground_truth", "none"):
+        raise ValueError(f"binding must be 'predicted', 'ground_truth' or 'none', got {binding!r}")
     losses = []
     g = torch.Generator().manual_seed(seed)
     for i, c in enumerate(clips):
@@ -40,7 +45,12 @@ def held_out_loss(pipe, clips, refs_from=None, timeline_from=None, sigmas=(0.3, 
         for sigma in sigmas:
             noise = torch.randn(x0.shape, generator=g)
             x_t = add_flow_noise(x0, noise, torch.tensor([sigma]))
-            pred = pipe.transformer(x_t, torch.tensor([sigma * 1000]), prompt, reference_features=feats, timeline=tl, subject_masks=masks).sample
+            t = torch.tensor([sigma * 1000])
+            bind = masks if binding == "ground_truth" else None
+            if binding == "predicted":
+                logits = pipe.transformer(x_t, t, prompt, reference_features=feats, timeline=tl).mask_logits
+                bind = None if logits is None else torch.sigmoid(logits.float())
+            pred = pipe.transformer(x_t, t, prompt, reference_features=feats, timeline=tl, subject_masks=bind).sample
             clip_losses.append(flow_matching_loss(pred, noise, x0).item())
         losses.append(float(np.mean(clip_losses)))
     return losses if per_clip else float(np.mean(losses))

@@ -241,6 +241,24 @@ class Trainer:
         prompts = self.prompt_embeds[torch.as_tensor(plan.indices)]
         return lat, torch.stack(refs), torch.stack(ref_subj), torch.stack(ref_text), torch.stack(masks), tl, prompts
 
+    def binding_masks(self, model, x_t, timestep, prompts, feats, tl, gt_masks, g: torch.Generator):
+        """The subject masks that set the binding labels this step (optim.binding_masks).
+
+        'ground_truth' (the paper's reading): the clip's own masks. They tell the model where every subject
+        is in every frame, which it cannot know at inference, where the labels come from the masks it
+        predicted at the previous step: a small model then learns to draw each subject where its labels
+        are instead of where its captions say. 'predicted' gives it only what inference has: the masks it
+        predicts itself from this x_t with no binding (one extra forward pass without gradients), or, with
+        probability optim.binding_none_prob, no masks at all (the first denoising step). 'none': never."""
+        mode = self.cfg.optim.binding_masks
+        if mode == "ground_truth":
+            return gt_masks
+        if mode == "none" or bool(torch.rand((), generator=g) < self.cfg.optim.binding_none_prob):
+            return None
+        with torch.no_grad():
+            pre = model(x_t, timestep, prompts, reference_features=feats, timeline=tl, subject_masks=None)
+        return None if pre.mask_logits is None else torch.sigmoid(pre.mask_logits.float()).detach()
+
     def train_step(self, plan: StepPlan) -> dict:
         cfg = self.cfg.optim
         model = self.model
@@ -262,7 +280,9 @@ class Trainer:
             keep = ~drop
             tl.embeds = tl.embeds * keep.view(B, 1, 1).to(tl.embeds.dtype)
             tl.valid = tl.valid & keep.view(B, 1)
-            out = model(x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), reference_features=feats, timeline=tl.to(dev), subject_masks=masks.to(dev))
+            tl = tl.to(dev)
+            bind = self.binding_masks(model, x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), feats, tl, masks.to(dev), g)
+            out = model(x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), reference_features=feats, timeline=tl, subject_masks=bind)
             weight = None
             if cfg.fg_loss_weight > 0:
                 grid = tuple(s // p for s, p in zip(lat.shape[2:], unwrapped.config.patch_size))
