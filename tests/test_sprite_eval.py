@@ -181,3 +181,24 @@ def test_inputs_are_checked(gt_clips):
         evaluate_clip(c.frames, c.timeline, [])
     with pytest.raises(ValueError, match="frames"):
         evaluate_clip(c.frames[..., 0], c.timeline, [r[0] for r in c.references_intra])
+
+
+def test_a_spin_shown_once_per_latent_frame_is_still_a_spin_and_flicker_is_not():
+    """What a x4-in-time latent decodes to: a pose per latent frame (4 video frames). The spin cue compares frames
+    one latent frame apart, so such a spin counts, and a still sprite whose pixels flicker every 4th frame does not."""
+    from train.sprite_eval import classify_span
+
+    tl = Timeline(duration=4.0, subjects=[Subject("s1", "the red striped square", "object", [], [Action(0.0, 4.0, "spins")])])
+    clip = clip_from_timeline(tl, [Identity("square", "red", "stripes")], seed=2)
+    held = clip.frames.copy()
+    for f in range(1, held.shape[0]):
+        held[f] = clip.frames[((f - 1) // 4) * 4 + 4 if ((f - 1) // 4) * 4 + 4 < held.shape[0] else f]
+    ref = clip.references_intra[0][0]
+    assert classify_span(track_subject(held, ref), 0, 64, 64, 64) == "spin"
+    still = np.repeat(clip.frames[:1], clip.frames.shape[0], axis=0).copy()
+    rng = np.random.default_rng(0)
+    mask = clip.masks[0, 0]
+    for f in range(4, still.shape[0], 4):  # a few pixels of the sprite darken at every latent-frame boundary
+        flick = mask & (rng.random(mask.shape) < 0.06)
+        still[f][flick] = (still[f][flick] * 0.5).astype(np.uint8)
+    assert classify_span(track_subject(still, ref), 0, 64, 64, 64) == "stay"

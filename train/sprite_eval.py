@@ -37,7 +37,12 @@ SHADE_SPLIT = 0.775  # value below this fraction of the body's bright value = te
 MOVE_FRAC = 0.07  # net displacement >= 7% of the frame side = a move
 BOUNCE_FRAC = 0.06  # upward excursion above the straight start-end line >= 6% of the height = a jump
 AREA_LOG = math.log(1.35)  # area ratio beyond 1.35x = grow/shrink
-SPIN_MIN = 0.06  # median frame-to-frame change of the subject's own pixels (aligned) = a spin
+SPIN_MIN = 0.12  # median change of the subject's own pixels (aligned) over SPIN_STRIDE frames = a spin
+# A spin is measured over one latent frame (4 video frames), not from one frame to the next: a video decoded
+# from a x4-in-time latent (Wan's layout) shows a sprite's pose once per latent frame, so its frame-to-frame
+# change inside a latent frame is ~0 even when it turns, while the small flicker every 4th frame makes a still
+# textured sprite look like it turns (docs/BENCHMARKS.md, "The VAE sets a ceiling").
+SPIN_STRIDE = 4
 SHAPE_IOU_MIN = 0.7  # best rotated soft IoU with the reference silhouette (same shape >= ~0.73 even at ~20 px)
 CANVAS = 24
 TIMING_WINDOW = 8  # frames searched on each side of a commanded boundary
@@ -195,6 +200,7 @@ class Track:
     change: np.ndarray  # [F-1] fraction of the subject's pixels that change between frames (aligned)
     shape_iou: np.ndarray  # [F] best rotated IoU with the reference silhouette (0 where not found)
     mask: np.ndarray  # bool [F, H, W]
+    turn: np.ndarray | None = None  # [F-SPIN_STRIDE] the same change between frames f and f+SPIN_STRIDE (the spin cue)
 
     @property
     def identity_ok(self) -> np.ndarray:
@@ -228,21 +234,27 @@ def track_subject(frames: np.ndarray, reference, hsv=None) -> Track:
         vf = v[f][mask[f]]
         bright = np.percentile(vf, 90)
         labels[f][mask[f]] = np.where(vf < SHADE_SPLIT * bright, 2, 1)
-    change = np.zeros(max(F - 1, 0))
-    for f in range(F - 1):
-        if not (found[f] and found[f + 1]):
-            change[f] = np.nan
-            continue
-        sy, sx = int(round(cy[f + 1] - cy[f])), int(round(cx[f + 1] - cx[f]))
-        nxt = np.roll(labels[f + 1], (-sy, -sx), axis=(0, 1))
-        union = (labels[f] > 0) | (nxt > 0)
-        change[f] = float((labels[f] != nxt)[union].mean())
+    def pixel_change(stride: int) -> np.ndarray:
+        out = np.zeros(max(F - stride, 0))
+        for f in range(F - stride):
+            g = f + stride
+            if not (found[f] and found[g]):
+                out[f] = np.nan
+                continue
+            sy, sx = int(round(cy[g] - cy[f])), int(round(cx[g] - cx[f]))
+            nxt = np.roll(labels[g], (-sy, -sx), axis=(0, 1))
+            union = (labels[f] > 0) | (nxt > 0)
+            out[f] = float((labels[f] != nxt)[union].mean())
+        return out
+
+    change = pixel_change(1)
+    turn = pixel_change(SPIN_STRIDE)
 
     iou = np.zeros(F)
     for f in np.flatnonzero(found):
         c = _shape_canvases(mask[f], cy[f], cx[f], area[f], [0.0])[0]
         iou[f] = float(soft_iou(ref.canvases, c).max())
-    return Track(found, cx, cy, area, change, iou, mask)
+    return Track(found, cx, cy, area, change, iou, mask, turn)
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,7 +279,9 @@ def motion_features(track: Track, f0: int, f1: int, height: int, width: int) -> 
     u = (fr - a) / (b - a)
     base = track.y[a] + (track.y[b] - track.y[a]) * u
     bounce = float(np.nanmax(np.where(ok, base - track.y[fr], -np.inf)))
-    ch = track.change[a:b]
+    turn = track.turn if track.turn is not None else track.change
+    stride = SPIN_STRIDE if track.turn is not None else 1
+    ch = turn[a : max(a + 1, b - stride + 1)]
     spin = float(np.nanmedian(ch)) if ch.size and not np.all(np.isnan(ch)) else 0.0
     return {
         "dx": float(track.x[b] - track.x[a]),

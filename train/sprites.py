@@ -326,7 +326,7 @@ class WorldConfig:
     jump_range: tuple[float, float] = (0.15, 0.25)  # jump height as a fraction of the frame height
     grow_range: tuple[float, float] = (1.45, 1.75)  # linear scale factor
     shrink_range: tuple[float, float] = (0.55, 0.68)
-    spin_speed: float = 360.0  # degrees per second
+    spin_speed: float = 180.0  # degrees per second: 45 per latent frame, so a x4-in-time latent sees each pose (at 360 a square turns 90 degrees per latent frame and looks the same)
     scale_limits: tuple[float, float] = (0.5, 1.9)
     min_separation: float = 0.9  # centres kept >= this * (r_i + r_j) apart when possible (0 = don't care)
     ref_size: int = 32
