@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention_dispatch import dispatch_attention_fn
-from diffusers.models.transformers.transformer_wan import WanTransformer3DModel, WanTransformerBlock
+from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed, WanTransformer3DModel, WanTransformerBlock
 from diffusers.utils import BaseOutput
 
 from . import rope as R
@@ -39,7 +39,7 @@ MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "
 
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
-    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
+    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "velocity_skip", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool",
 )
 
@@ -65,6 +65,20 @@ class ReferenceFeatures:
 class ReactIDTransformerOutput(BaseOutput):
     sample: torch.Tensor
     mask_logits: torch.Tensor | None = None  # [B, S, N] per-token subject mask logits (mean over mask blocks)
+
+
+def velocity_skip_coefficients(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Preconditioning of the velocity output (EDM's c_skip / c_out, for flow matching): with unit-variance
+    latents x0 and noise e, x_t = (1 - s) x0 + s e and v = e - x0, the best linear guess of v from x_t is
+    c_skip x_t, c_skip = (2s - 1) / ((1 - s)^2 + s^2), and what is left has standard deviation c_out. The
+    network then predicts only that unit-variance rest: at s = 1 it no longer has to copy its input through
+    every block to output the noise (which a small model trained briefly does badly, and a blotchy guess of
+    the noise at high noise is where the layout and the motion of a clip are decided)."""
+    s = sigma.float().clamp(0.0, 1.0)
+    var_x = (1 - s) ** 2 + s**2
+    c_skip = (2 * s - 1) / var_x
+    c_out = (2.0 - (2 * s - 1) ** 2 / var_x).clamp_min(1e-6).sqrt()
+    return c_skip, c_out
 
 
 def _zero_linear(n_in: int, n_out: int) -> nn.Linear:
@@ -296,6 +310,8 @@ class ReactIDTransformer(WanTransformer3DModel):
         timeline_kv: str = "shared",
         timeline_query_clock: str = "assigned",
         timeline_identity_keys: bool = False,
+        velocity_skip: bool = False,
+        rope_theta: float = 10000.0,
         mask_threshold: float = 0.5,
         label_strategy: str = "uniform",
         label_alpha: float = 2.0,
@@ -333,6 +349,13 @@ class ReactIDTransformer(WanTransformer3DModel):
             patch_size, num_attention_heads, attention_head_dim, in_channels, out_channels, text_dim, freq_dim, ffn_dim,
             num_layers, cross_attn_norm, qk_norm, eps, None, None, rope_max_seq_len, pos_embed_seq_len,
         )
+        if rope_theta != 10000.0:
+            if rope_theta <= 1:
+                raise ValueError(f"rope_theta must be > 1, got {rope_theta}")
+            # Wan's base suits its 30x52x21-token grids; on a 17x4x4 grid only one or two of a 32-dim head's
+            # spatial and temporal rotary pairs turn between neighbouring tokens, so attention can hardly tell
+            # the token next door from one across the frame
+            self.rope = WanRotaryPosEmbed(attention_head_dim, patch_size, rope_max_seq_len, theta=rope_theta)
         inner = num_attention_heads * attention_head_dim
         n_mask = min(mask_blocks, num_layers) if (use_reference_branch and use_subject_binding) else 0
         self.blocks = nn.ModuleList(
@@ -603,6 +626,9 @@ class ReactIDTransformer(WanTransformer3DModel):
         rotary_emb = self.rope(hidden_states)
         x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()
 
+        if self.config.velocity_skip and timestep.ndim != 1:
+            raise ValueError("velocity_skip needs one timestep per sample")
+        sigma = timestep.float() / 1000.0
         if timestep.ndim == 2:
             ts_seq_len = timestep.shape[1]
             timestep = timestep.flatten()
@@ -650,6 +676,9 @@ class ReactIDTransformer(WanTransformer3DModel):
         x = self.proj_out(x)
         x = x.reshape(B, *grid, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         sample = x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        if self.config.velocity_skip:
+            c_skip, c_out = velocity_skip_coefficients(sigma)
+            sample = (c_skip.view(B, 1, 1, 1, 1) * hidden_states.float() + c_out.view(B, 1, 1, 1, 1) * sample.float()).type_as(sample)
 
         logits = torch.stack(mask_logits, 0).mean(0).transpose(1, 2) if mask_logits else None  # [B, S, N]
         if not return_dict:

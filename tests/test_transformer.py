@@ -383,3 +383,38 @@ def test_identity_keys_tag_each_caption_with_its_subjects_references():
         ReactIDTransformer.from_wan(random_wan(), timeline_identity_keys=True, use_reference_branch=False)
     with pytest.raises(ValueError, match="timeline_query_clock"):
         ReactIDTransformer.from_wan(random_wan(), timeline_query_clock="sometimes")
+
+
+def test_velocity_skip_is_the_best_linear_guess_plus_the_network():
+    from model.transformer import velocity_skip_coefficients
+
+    c_skip, c_out = velocity_skip_coefficients(torch.tensor([0.0, 0.5, 1.0]))
+    assert torch.allclose(c_skip, torch.tensor([-1.0, 0.0, 1.0])) and torch.allclose(c_out, torch.tensor([1.0, 2**0.5, 1.0]))
+    # empirically: c_skip * x_t is the least-squares guess of v = e - x0 from x_t, and c_out the rest's spread
+    g = torch.Generator().manual_seed(0)
+    x0, e = torch.randn(200_000, generator=g), torch.randn(200_000, generator=g)
+    for s in (0.2, 0.7):
+        xt, v = (1 - s) * x0 + s * e, e - x0
+        cs, co = velocity_skip_coefficients(torch.tensor(s))
+        assert abs(float((xt * v).mean() / (xt * xt).mean()) - float(cs)) < 0.01
+        assert abs(float((v - cs * xt).std()) - float(co)) < 0.01
+    model = ReactIDTransformer(**tiny_transformer_config(velocity_skip=True)).eval()
+    with torch.no_grad():
+        model.proj_out.weight.zero_()
+        model.proj_out.bias.zero_()
+        x = torch.randn(2, 4, 5, 8, 8)
+        out = model(x, torch.tensor([1000.0, 250.0]), torch.randn(2, 6, 32)).sample
+    assert torch.allclose(out[0], x[0], atol=1e-6) and torch.allclose(out[1], -0.8 * x[1], atol=1e-6)
+
+
+def test_rope_theta_sets_the_base_of_the_video_rotary():
+    wan = ReactIDTransformer(**tiny_transformer_config())
+    low = ReactIDTransformer(**tiny_transformer_config(rope_theta=100.0))
+    x = torch.zeros(1, 4, 5, 8, 8)
+    (c_wan, _), (c_low, _) = wan.rope(x), low.rope(x)
+    assert c_wan.shape == c_low.shape and not torch.allclose(c_wan, c_low)
+    # with the lower base more rotary pairs turn between neighbouring frames (token 0 -> token 16 = next frame)
+    turned = lambda c: int((c[0, 16, 0, : wan.rope.t_dim] < 0.99).sum())  # noqa: E731
+    assert turned(c_low) > turned(c_wan)
+    with pytest.raises(ValueError, match="rope_theta"):
+        ReactIDTransformer(**tiny_transformer_config(rope_theta=0.5))
