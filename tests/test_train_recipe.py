@@ -112,3 +112,13 @@ def test_binding_masks_never_hand_the_model_the_ground_truth_unless_asked():
         own = torch.sigmoid(model(x, t, ctx, reference_features=feats, timeline=tl).mask_logits)
     got = call("predicted")
     assert torch.allclose(got, own) and not torch.allclose(got, gt) and not got.requires_grad
+
+
+def test_sigma_shift_moves_training_noise_towards_where_a_shifted_sampler_spends_its_steps():
+    from train.loop import shift_sigmas
+
+    s = torch.sigmoid(torch.randn(100_000, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(shift_sigmas(s, 1.0), s)
+    shifted = shift_sigmas(s, 3.0)
+    assert 0.0 <= float(shifted.min()) and float(shifted.max()) <= 1.0 and torch.all(shifted >= s)
+    assert abs(float(shifted.median()) - 0.75) < 0.01  # the median 0.5 maps to 3*0.5/(1+2*0.5)

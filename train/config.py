@@ -93,6 +93,7 @@ class OptimConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     cond_dropout: float = 0.1  # drop prompt + timeline so classifier-free guidance works
+    sigma_shift: float = 1.0  # shift of the logit-normal training noise levels (train/loop.py shift_sigmas); match the sampler's
     # Which subject masks set the binding labels in training (train/loop.py Trainer.binding_masks):
     # 'ground_truth' (the paper's reading) | 'predicted' (the model's own, as at inference) | 'none'
     binding_masks: str = "ground_truth"
@@ -162,6 +163,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.binding_masks", f"must be 'ground_truth', 'predicted' or 'none', got {o.binding_masks!r}")
     if not 0 <= o.binding_none_prob <= 1:
         bad("optim.binding_none_prob", f"must be in [0, 1], got {o.binding_none_prob!r}")
+    if not (isinstance(o.sigma_shift, (int, float)) and o.sigma_shift > 0):
+        bad("optim.sigma_shift", f"must be a number > 0, got {o.sigma_shift!r}")
     if not 0 <= o.cond_dropout < 1:
         bad("optim.cond_dropout", "must be in [0, 1)")
     if cfg.height % 16 or cfg.width % 16:
