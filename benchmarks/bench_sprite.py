@@ -39,7 +39,8 @@ HELD_OUT_SEED = 900_000  # training clips use seeds from data.seed (1000) upward
 ABLATIONS = {
     # name: overrides on the default preset (equal steps for all rows)
     "full (TA-RoPE, curriculum)": {},
-    "no timeline modules (flattened prompt)": {"model.reactid.use_timeline": False, "model.reactid.use_subject_binding": False, "data.prompt_mode": "flattened", "text.max_length": 320},
+    "no timeline modules (flattened prompt)": {"model.reactid.use_timeline": False, "model.reactid.use_subject_binding": False, "model.reactid.timeline_identity_keys": False,
+                                               "data.prompt_mode": "flattened", "text.max_length": 320},
     "vanilla RoPE": {"model.reactid.temporal_mode": "vanilla_rope"},
     "attention mask": {"model.reactid.temporal_mode": "attn_mask"},
     "no curriculum": {"curriculum.mode": "none"},
