@@ -44,6 +44,16 @@ class TimelineConditioning:
             self.num_actions.to(device),
         )
 
+    def dropped(self, drop: torch.Tensor | None = None) -> "TimelineConditioning":
+        """The same layout with the captions of the samples in `drop` ([B] bool; None = all) removed: zero
+        embeddings, no valid token, so those samples attend only to the timeline attention's null slot. The
+        trainer's caption dropout and the pipeline's negative guidance branch both use this, so the
+        unconditional prediction at inference is the one that was trained."""
+        B = self.embeds.shape[0]
+        keep = torch.zeros(B, dtype=torch.bool, device=self.valid.device) if drop is None else ~drop.to(self.valid.device)
+        return TimelineConditioning(self.embeds * keep.view(B, 1, 1).to(self.embeds.dtype), self.token_subject, self.token_action,
+                                    self.valid & keep.view(B, 1), self.spans, self.num_actions)
+
     def repeat(self, n: int) -> "TimelineConditioning":
         r = lambda t: t.repeat_interleave(n, dim=0)  # noqa: E731
         return TimelineConditioning(r(self.embeds), r(self.token_subject), r(self.token_action), r(self.valid), r(self.spans), r(self.num_actions))

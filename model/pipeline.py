@@ -351,6 +351,7 @@ class ReactIDPipeline(DiffusionPipeline):
         tl_cond = build_timeline_conditioning([timeline], lambda caps: self.encode_text(caps, max_length=cap_len),
                                               max_subjects=self.max_subjects).to(device)
         tl_cond.embeds = tl_cond.embeds.to(dtype)
+        tl_null = tl_cond.dropped()
         self.scheduler.set_timesteps(steps, device=device)
         timesteps = self.scheduler.timesteps
         masks = None
@@ -367,7 +368,9 @@ class ReactIDPipeline(DiffusionPipeline):
                                    subject_masks=masks if mask_feedback else None)
             pred = out.sample
             if neg_emb is not None and guidance > 1.0:
-                unc = self.transformer(latents, tt, neg_emb, reference_features=ref_feats, timeline=None, subject_masks=None).sample
+                # the negative branch is what caption dropout trained: empty prompt, timeline captions dropped (the
+                # attention's null slot), references kept, no binding labels
+                unc = self.transformer(latents, tt, neg_emb, reference_features=ref_feats, timeline=tl_null, subject_masks=None).sample
                 pred = unc + guidance * (pred - unc)
             if out.mask_logits is not None:
                 masks = torch.sigmoid(out.mask_logits.float())

@@ -131,3 +131,15 @@ def token_subject_assignment(subject_probs: torch.Tensor | None, threshold: floa
         return None
     best_p, best_s = subject_probs.max(dim=1)
     return torch.where(best_p > threshold, best_s, torch.full_like(best_s, -1))
+
+
+def binding_recall(subject_probs: torch.Tensor, true_cover: torch.Tensor, threshold: float, majority: float = 0.5) -> float | None:
+    """Share of true subject tokens (a subject covers > `majority` of the token) whose assigned label
+    (token_subject_assignment at `threshold`) is that subject: how much of each subject the binding reaches.
+    subject_probs / true_cover [B, S, N]; padded subjects have zero cover. None when no token qualifies."""
+    assign = token_subject_assignment(subject_probs, threshold)  # [B, N]
+    best_c, best_s = true_cover.max(dim=1)
+    true = best_c > majority
+    if not bool(true.any()):
+        return None
+    return float((assign[true] == best_s[true]).float().mean())

@@ -39,7 +39,7 @@ MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "
 
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
-    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "velocity_skip", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
+    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool",
 )
 
@@ -217,13 +217,14 @@ class ReactIDBlock(WanTransformerBlock):
         return out[..., :D].flatten(2, 3).type_as(q), self.mask_head(mass.float())
 
     # -- timeline cross-attention ---------------------------------------------------------------
-    def _timeline_attention(self, q, keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject=None):
+    def _timeline_attention(self, q, keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject=None, values_in=None):
+        """values_in: the value inputs when they differ from the key inputs (identity tags go into keys only)."""
         if hasattr(self, "timeline_to_k"):
             to_k, norm_k, to_v = self.timeline_to_k, self.timeline_norm_k, self.timeline_to_v
         else:
             to_k, norm_k, to_v = self.attn2.to_k, self.attn2.norm_k, self.attn2.to_v
         k = norm_k(to_k(keys_in)).unflatten(2, (self.heads, -1))
-        v = to_v(keys_in).unflatten(2, (self.heads, -1))
+        v = to_v(keys_in if values_in is None else values_in).unflatten(2, (self.heads, -1))
         qr, kr = q, k
         scale = None
         if cos_q is not None and cos_q.ndim == 5:
@@ -310,6 +311,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         timeline_kv: str = "shared",
         timeline_query_clock: str = "assigned",
         timeline_identity_keys: bool = False,
+        timeline_identity_values: bool = False,
         velocity_skip: bool = False,
         rope_theta: float = 10000.0,
         mask_threshold: float = 0.5,
@@ -495,8 +497,14 @@ class ReactIDTransformer(WanTransformer3DModel):
         Fp, Hp, Wp = grid
         N = Fp * Hp * Wp
         keys_in = self.condition_embedder.text_embedder(tl.embeds.to(device=device, dtype=dtype))
+        values_in = None
         if hasattr(self, "timeline_identity") and reference_features is not None:
-            keys_in = keys_in + self._identity_keys(reference_features, tl.token_subject.to(device), tl.spans.shape[1], dtype)
+            # The identity tag says whose caption a key is, so a subject's tokens find their own captions. In the
+            # values it would make one subject's different actions alike (what the caption says is what must flow),
+            # so by default it goes into the keys only; timeline_identity_values=True adds it to both (the first design).
+            tagged = keys_in + self._identity_keys(reference_features, tl.token_subject.to(device), tl.spans.shape[1], dtype)
+            values_in = tagged if cfg.timeline_identity_values else keys_in
+            keys_in = tagged
         frames = torch.arange(Fp, device=device, dtype=torch.float64) * self.config.patch_size[0]
         spans = tl.spans.to(device)
         S = spans.shape[1]
@@ -563,7 +571,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         else:
             cos_q = sin_q = cos_k = sin_k = None
         key_subject = tl.token_subject.to(device) if (per_subject_clock and cos_q is not None) else None
-        return keys_in, tl.valid.to(device), cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject
+        return keys_in, tl.valid.to(device), cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject, values_in
 
     def _identity_keys(self, ref: ReferenceFeatures, token_subject: torch.Tensor, S: int, dtype) -> torch.Tensor:
         """[B, L, dim]: the projected mean of the last reference block's features over each caption token's subject."""

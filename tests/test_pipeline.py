@@ -207,3 +207,25 @@ def test_export_mp4_is_h264_yuv420p_and_reads_back(tmp_path):
     back, fps = read_video(path)
     assert back.shape == (17, 90, 90, 3) and fps == pytest.approx(16)
     assert back[16, 45, 10, 0] > 200 and back[0, 45, 80, 0] < 60  # content survived
+
+
+def test_negative_branch_is_the_caption_dropped_branch_training_saw(tiny_pipe, two_subject_refs):
+    """Issue 14, defect 4: caption dropout trains the unconditional case through the timeline attention's null
+    slot (zero captions, no valid token), so the negative guidance branch must run the same way, not with no
+    timeline at all (the two differ by the timeline output's bias)."""
+    seen = []
+    orig = tiny_pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("timeline"))
+        return orig(*args, **kwargs)
+
+    tiny_pipe.transformer.forward = spy
+    try:
+        tiny_pipe(example_timeline(), two_subject_refs, seed=0, num_inference_steps=2, guidance_scale=3.0, progress=False)
+    finally:
+        del tiny_pipe.transformer.forward
+    cond, neg = seen[0], seen[1]
+    assert cond is not None and bool(cond.valid.any())
+    assert neg is not None and not bool(neg.valid.any()) and float(neg.embeds.abs().max()) == 0.0
+    assert neg.spans.shape == cond.spans.shape  # same layout: only the captions are gone

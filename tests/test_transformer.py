@@ -331,7 +331,8 @@ def test_per_subject_clock_scores_every_caption_against_its_own_subjects_time():
     model = _moved(ReactIDTransformer.from_wan(random_wan(), timeline_query_clock="per_subject", timeline_rope_theta=10.0)).eval()
     tl = build_timeline_conditioning([_timeline_two_subjects()], fake_encoder())
     grid = (17, 2, 2)
-    keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject = model._timeline_inputs(tl, grid, None, "cpu", torch.float32)
+    keys_in, valid, cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject, values_in = model._timeline_inputs(tl, grid, None, "cpu", torch.float32)
+    assert values_in is None  # no identity keys here: keys and values share their input
     assert cos_q.shape[:3] == (1, 2, 17 * 4)  # one rotation per subject for every video token
     blk = model.blocks[0]
     H, d = blk.heads, blk.head_dim
@@ -381,6 +382,22 @@ def test_identity_keys_tag_each_caption_with_its_subjects_references():
     assert ReactIDTransformer.is_reactid_param("timeline_identity.weight")
     with pytest.raises(ValueError, match="timeline_identity_keys"):
         ReactIDTransformer.from_wan(random_wan(), timeline_identity_keys=True, use_reference_branch=False)
+
+
+def test_identity_tags_reach_the_timeline_keys_but_not_the_values():
+    """Issue 14, defect 3: a tag in the values made one subject's different actions alike. Only the keys carry it
+    now; timeline_identity_values=True restores the first design (tag in both)."""
+    tl = build_timeline_conditioning([_timeline_two_subjects()], fake_encoder())
+    x, t, ctx, refs, rs, rt, masks = inputs()
+    base = random_wan()
+    for in_values in (False, True):
+        model = ReactIDTransformer.from_wan(base, timeline_identity_keys=True, timeline_identity_values=in_values).eval()
+        with torch.no_grad():
+            feats = model.encode_references(refs, rs, rt, num_subjects=2)
+            keys_in, *_, values_in = model._timeline_inputs(tl, (5, 4, 4), None, "cpu", torch.float32, feats)
+            plain = model.condition_embedder.text_embedder(tl.embeds)
+        assert not torch.allclose(keys_in, plain)  # the keys are tagged
+        assert torch.equal(values_in, keys_in if in_values else plain)
     with pytest.raises(ValueError, match="timeline_query_clock"):
         ReactIDTransformer.from_wan(random_wan(), timeline_query_clock="sometimes")
 

@@ -68,6 +68,9 @@ class ModelConfig:
     head_dim: int = 32
     layers: int = 6
     ffn_dim: int = 256
+    # video pixels per token = VAE factor x patch: (1, 2, 2) on the x8 VAE is Wan's layout (16 px tokens);
+    # (1, 1, 1) gives 8 px tokens, so a sprite spans several (docs/BENCHMARKS.md, the learnability ladder)
+    patch_size: list = field(default_factory=lambda: [1, 2, 2])
     reactid: dict = field(default_factory=dict)  # ReactIDTransformer options (REACTID_CONFIG_KEYS)
 
 
@@ -90,6 +93,10 @@ class OptimConfig:
     grad_clip: float = 1.0
     mask_loss_weight: float = 0.5
     fg_loss_weight: float = 0.0  # flow loss weight per latent = 1 + this * subject-mask coverage (0 = Wan's plain MSE)
+    # The subject-mask head's loss: 'focal' (the paper: alpha 0.25, gamma 2) pulls probabilities far below the
+    # coverage (p ~ 0.16 at 33% coverage), so a coverage threshold binds almost nothing; 'bce' makes the
+    # probability track the token's coverage, so model.reactid.mask_threshold means what it says.
+    mask_loss: str = "focal"
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     cond_dropout: float = 0.1  # drop prompt + timeline so classifier-free guidance works
@@ -159,6 +166,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.mixed_precision", f"must be 'no', 'bf16' or 'fp16', got {o.mixed_precision!r}")
     if not (isinstance(o.fg_loss_weight, (int, float)) and o.fg_loss_weight >= 0):
         bad("optim.fg_loss_weight", f"must be a number >= 0, got {o.fg_loss_weight!r}")
+    if o.mask_loss not in ("focal", "bce"):
+        bad("optim.mask_loss", f"must be 'focal' or 'bce', got {o.mask_loss!r}")
     if o.binding_masks not in ("ground_truth", "predicted", "none"):
         bad("optim.binding_masks", f"must be 'ground_truth', 'predicted' or 'none', got {o.binding_masks!r}")
     if not 0 <= o.binding_none_prob <= 1:
@@ -167,8 +176,12 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.sigma_shift", f"must be a number > 0, got {o.sigma_shift!r}")
     if not 0 <= o.cond_dropout < 1:
         bad("optim.cond_dropout", "must be in [0, 1)")
-    if cfg.height % 16 or cfg.width % 16:
-        bad("height" if cfg.height % 16 else "width", "must be a multiple of 16 (VAE x8, patch x2)")
+    ps = cfg.model.patch_size
+    if not (isinstance(ps, (list, tuple)) and len(ps) == 3 and all(isinstance(p, int) and p >= 1 for p in ps) and ps[0] == 1):
+        bad("model.patch_size", f"must be three positive integers [1, ph, pw] (time is never patched), got {ps!r}")
+    mult = 8 * ps[1]
+    if cfg.height % mult or cfg.width % mult:
+        bad("height" if cfg.height % mult else "width", f"must be a multiple of {mult} (VAE x8, patch x{ps[1]})")
     d = cfg.data
     if d.prompt_mode not in ("prompt", "flattened"):
         bad("data.prompt_mode", f"must be 'prompt' or 'flattened', got {d.prompt_mode!r}")

@@ -40,7 +40,8 @@ def held_out_loss(pipe, clips, refs_from=None, timeline_from=None, sigmas=(0.3, 
         feats = pipe.encode_reference_features(c.timeline, images, pipe.config.reference_size)
         tl = build_timeline_conditioning([tc.timeline], lambda caps: pipe.encode_text(caps, max_length=pipe.config.caption_max_length))
         prompt, _ = pipe.encode_text([c.timeline.prompt])
-        masks = token_masks(c.masks, x0.shape[2], (x0.shape[3] // 2, x0.shape[4] // 2))[None]
+        ph, pw = pipe.transformer.config.patch_size[1:]
+        masks = token_masks(c.masks, x0.shape[2], (x0.shape[3] // ph, x0.shape[4] // pw))[None]
         clip_losses = []
         for sigma in sigmas:
             noise = torch.randn(x0.shape, generator=g)

@@ -10,6 +10,7 @@ token grid, difficulty scores) are computed once into `cache.pt`, as one does fo
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from model.conditioning import build_timeline_conditioning
+from model.rope import binding_recall
 from model.losses import add_flow_noise, flow_matching_loss, focal_loss, foreground_loss_weight
 from model.timeline import Timeline
 from model.transformer import ReactIDTransformer
@@ -64,7 +67,7 @@ def build_transformer(cfg: TrainConfig, in_channels: int, text_dim: int, log_pat
     reactid.update(cfg.model.reactid)
     torch.manual_seed(cfg.seed)
     model = ReactIDTransformer(
-        patch_size=(1, 2, 2), num_attention_heads=cfg.model.heads, attention_head_dim=cfg.model.head_dim, in_channels=in_channels,
+        patch_size=tuple(cfg.model.patch_size), num_attention_heads=cfg.model.heads, attention_head_dim=cfg.model.head_dim, in_channels=in_channels,
         out_channels=in_channels, text_dim=text_dim, freq_dim=64, ffn_dim=cfg.model.ffn_dim, num_layers=cfg.model.layers,
         rope_max_seq_len=256, **reactid,
     )
@@ -205,6 +208,9 @@ class Trainer:
         model = self.accelerator.unwrap_model(self.model)
         want = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
         have = {k: v for k, v in state["model_config"].items() if not k.startswith("_")}
+        # an option added after the checkpoint was written means what it meant then: its default
+        defaults = {k: p.default for k, p in inspect.signature(type(model).__init__).parameters.items() if p.default is not inspect.Parameter.empty}
+        have.update({k: defaults[k] for k in set(want) - set(have) if k in defaults})
         diffs = [f"{k}: checkpoint {have.get(k)!r}, config {want.get(k)!r}" for k in sorted(set(want) | set(have)) if _norm(want.get(k)) != _norm(have.get(k))]
         if diffs:
             raise ValueError(f"{ck}: checkpoint does not match the model config — " + "; ".join(diffs))
@@ -277,10 +283,7 @@ class Trainer:
         with self.accelerator.autocast():  # mixed precision where the device supports it
             feats = unwrapped.encode_references(refs.to(dev), ref_subj.to(dev), ref_text.to(dev), num_subjects=refs.shape[1])
             # the timeline is dropped with the prompt (as in the negative branch at inference)
-            keep = ~drop
-            tl.embeds = tl.embeds * keep.view(B, 1, 1).to(tl.embeds.dtype)
-            tl.valid = tl.valid & keep.view(B, 1)
-            tl = tl.to(dev)
+            tl = tl.dropped(drop).to(dev)
             bind = self.binding_masks(model, x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), feats, tl, masks.to(dev), g)
             out = model(x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), reference_features=feats, timeline=tl, subject_masks=bind)
             weight = None
@@ -289,14 +292,21 @@ class Trainer:
                 weight = foreground_loss_weight(masks, grid, tuple(unwrapped.config.patch_size), cfg.fg_loss_weight).to(dev)
             fm = flow_matching_loss(out.sample, noise.to(dev), lat.to(dev), weight)
             valid = (ref_subj >= 0).to(dev).unsqueeze(-1)
-            fl = focal_loss(out.mask_logits.float(), masks.to(dev), cfg.focal_alpha, cfg.focal_gamma, valid=valid) if out.mask_logits is not None else torch.zeros((), device=dev)
+            fl = torch.zeros((), device=dev)
+            if out.mask_logits is not None:
+                fl = mask_head_loss(out.mask_logits.float(), masks.to(dev), cfg.mask_loss, cfg.focal_alpha, cfg.focal_gamma, valid)
             loss = fm + cfg.mask_loss_weight * fl
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         gn = self.accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": loss.item(), "flow": fm.item(), "focal": fl.item(), "grad_norm": float(gn)}
+        stats = {"loss": loss.item(), "flow": fm.item(), "focal": fl.item(), "grad_norm": float(gn)}
+        if out.mask_logits is not None:  # share of true subject tokens the binding labels reach (docs/MODEL.md)
+            recall = binding_recall(torch.sigmoid(out.mask_logits.detach().float()), masks.to(dev), unwrapped.config.mask_threshold)
+            if recall is not None:
+                stats["bind_recall"] = recall
+        return stats
 
     def run(self, resume: bool = False, max_steps: int | None = None, stop_flag: Path | None = None) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -327,6 +337,15 @@ class Trainer:
 
     def final_model(self) -> ReactIDTransformer:
         return self.accelerator.unwrap_model(self.model).eval()
+
+
+def mask_head_loss(logits, targets, kind: str, alpha: float, gamma: float, valid) -> torch.Tensor:
+    """The subject-mask head's loss (optim.mask_loss): 'focal' (the paper) or 'bce' (calibrated: p tracks coverage)."""
+    if kind == "focal":
+        return focal_loss(logits, targets, alpha, gamma, valid=valid)
+    ce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+    w = valid.to(ce.dtype).expand_as(ce)
+    return (ce * w).sum() / w.sum().clamp_min(1.0)
 
 
 def shift_sigmas(sigma: torch.Tensor, shift: float) -> torch.Tensor:

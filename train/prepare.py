@@ -69,7 +69,8 @@ def build_cache(cfg: TrainConfig, vae, log_path: Path | None = None) -> dict:
             return encode(torch.from_numpy(arr).unsqueeze(2))[:, :, 0].half()  # [S, z, h, w]
         intra_list.append(refs([r[0] for r in clip.references_intra]))
         inter_list.append(refs([r[0] for r in clip.references_inter]))
-        grid = (lat.shape[2] // 2, lat.shape[3] // 2)
+        ph, pw = cfg.model.patch_size[1:]
+        grid = (lat.shape[2] // ph, lat.shape[3] // pw)
         mask_list.append(token_masks(clip.masks, lat.shape[1], grid).half())
         tl = clip.timeline
         timelines.append(tl.to_dict())

@@ -270,10 +270,11 @@ def rasterise(identity: Identity, cx: float, cy: float, radius_px: float, angle_
     return y0, x0, inside, texture_shade(identity.texture, u, v) & inside
 
 
-def make_background(rng: np.random.Generator, height: int, width: int, name: str | None = None, style: str | None = None) -> tuple[np.ndarray, str, str]:
+def make_background(rng: np.random.Generator, height: int, width: int, name: str | None = None, style: str | None = None,
+                    styles: tuple[str, ...] = BACKGROUND_STYLES) -> tuple[np.ndarray, str, str]:
     """A static background: a flat low-saturation tone, a gentle linear gradient, or smooth noise."""
     name = name or str(rng.choice(list(BACKGROUNDS)))
-    style = style or str(rng.choice(BACKGROUND_STYLES))
+    style = style or str(rng.choice(styles))
     base = np.array(BACKGROUNDS[name], dtype=np.float32)
     img = np.broadcast_to(base, (height, width, 3)).copy()
     if style == "gradient":
@@ -333,6 +334,8 @@ class WorldConfig:
     n_intra: int = 1
     n_inter: int = 1
     actions: tuple[str, ...] = ACTIONS
+    textures: tuple[str, ...] = TEXTURES  # the learnability ladder's easy worlds use ("solid",)
+    background_styles: tuple[str, ...] = BACKGROUND_STYLES  # ... and ("flat",)
 
     def validate(self) -> "WorldConfig":
         def bad(key, msg):
@@ -353,6 +356,12 @@ class WorldConfig:
         unknown = [a for a in self.actions if a not in ACTIONS]
         if unknown or not self.actions:
             bad("actions", f"unknown action(s) {unknown}; known: {', '.join(ACTIONS)}")
+        bad_tex = [t for t in self.textures if t not in TEXTURES]
+        if bad_tex or not self.textures:
+            bad("textures", f"unknown texture(s) {bad_tex}; known: {', '.join(TEXTURES)}")
+        bad_bg = [b for b in self.background_styles if b not in BACKGROUND_STYLES]
+        if bad_bg or not self.background_styles:
+            bad("background_styles", f"unknown style(s) {bad_bg}; known: {', '.join(BACKGROUND_STYLES)}")
         if self.ref_size < 8:
             bad("ref_size", "must be >= 8")
         return self
@@ -619,7 +628,7 @@ def _inter_reference(rng, identity: Identity, world: WorldConfig, clip_backgroun
         angle=float(rng.uniform(0, 360)),
         brightness=float(rng.uniform(0.75, 1.1)),
         background=str(rng.choice(others)),
-        style=str(rng.choice(BACKGROUND_STYLES)),
+        style=str(rng.choice(world.background_styles)),
         rng=rng,
     )
 
@@ -632,7 +641,7 @@ def _scene_prompt(identities: list[Identity], background: str) -> str:
 
 def _assemble(seed: int, rng: np.random.Generator, world: WorldConfig, plans: list[_SubjectPlan], captions: list[list[str]]) -> SpriteClip:
     F = world.num_frames
-    background, bg_name, _ = make_background(rng, world.height, world.width)
+    background, bg_name, _ = make_background(rng, world.height, world.width, styles=world.background_styles)
     positions = _place(rng, plans, world)
     S = len(plans)
     states = {
@@ -680,7 +689,7 @@ def generate_clip(seed: int, world: WorldConfig | None = None, **world_kwargs) -
     shapes = rng.choice(SHAPES, size=S, replace=S > len(SHAPES))
     plans, captions = [], []
     for s in range(S):
-        identity = Identity(str(shapes[s]), str(colours[s]), str(rng.choice(TEXTURES)))
+        identity = Identity(str(shapes[s]), str(colours[s]), str(rng.choice(world.textures)))
         unit_px = float(rng.uniform(*world.unit_range)) * side
         plan = None
         for _ in range(10):
