@@ -10,7 +10,8 @@ paper's FaceSim values; compare methods with each other only.
 The protocol is the same for both models: per human subject (timeline kind "human"), embed the largest face of
 its first reference image; in up to N frames spread over the clip, embed every face and keep the best cosine with
 the reference; average over the frames where a face was found; average over the human subjects. A clip with no
-human subject, or no face in a reference, has no value (None), with a note saying why.
+human subject has no value (None: FaceSim does not apply); a subject without a reference or without a face in
+it has none either, with a note saying why.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def face_similarity(sample: Sample, embed: Callable[[np.ndarray], list[np.ndarra
     humans = sample.human_subjects()
     notes, per = [], {}
     if not humans:
-        return {"value": None, "per_subject": {}, "notes": ["no human subject in the timeline: FaceSim does not apply"]}
+        return {"value": None, "per_subject": {}, "notes": []}  # FaceSim does not apply (the table prints "—")
     frames = sample_frames(sample.frames, frames_per_video)
     frame_faces = None
     for i in humans:
