@@ -147,8 +147,17 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         super().__init__()
         if scale_factor_spatial != 8 or scale_factor_temporal != 4:
             raise ValueError("FrameGroupVAE has Wan's layout: x8 space, x4 time")
-        if arch not in ("pyramid", "blocks"):
-            raise ValueError(f"arch must be 'pyramid' or 'blocks', got {arch!r}")
+        if arch not in ("pyramid", "blocks", "linear"):
+            raise ValueError(f"arch must be 'pyramid', 'blocks' or 'linear', got {arch!r}")
+        if arch == "linear":
+            # The PCA autoencoder alone: a linear, smooth latent in which a diffusion model's small errors decode to
+            # small pixel errors instead of the conv decoder's garbled blocks (docs/BENCHMARKS.md, the ladder)
+            if not linear_path:
+                raise ValueError("arch 'linear' is the PCA path alone: it needs linear_path=True")
+            self.lin_first, self.lin_group = _LinearPatch(3, z_dim), _LinearPatch(12, z_dim)
+            if latents_mean is None:
+                self.register_to_config(latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
+            return
         enc, dec = (_Encoder, _Decoder) if arch == "pyramid" else (_BlockEncoder, _BlockDecoder)
         self.enc_first, self.enc_group = enc(3, width, z_dim, res_blocks), enc(12, width, z_dim, res_blocks)
         self.dec_first, self.dec_group = dec(3, width, z_dim, res_blocks), dec(12, width, z_dim * (1 + 2 * decoder_context), res_blocks)
@@ -169,9 +178,13 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         return {"first": self.lin_first.init_pca(videos[:, :, 0]), "group": self.lin_group.init_pca(groups)}
 
     def _enc(self, net, lin, x):
+        if self.config.arch == "linear":
+            return lin.encode(x)
         return net(x) + lin.encode(x) if self.config.linear_path else net(x)
 
     def _dec(self, net, lin, z, context=None):
+        if self.config.arch == "linear":
+            return lin.decode(z)
         x = z if context is None else torch.cat([z, context], 1)
         return net(x) + lin.decode(z) if self.config.linear_path else net(x)
 
@@ -191,12 +204,12 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         B, C, F, H, W = x.shape
         if (F - 1) % 4:
             raise ValueError(f"FrameGroupVAE takes 4k+1 frames, got {F}")
-        first = self._enc(self.enc_first, getattr(self, "lin_first", None), x[:, :, 0])
+        first = self._enc(getattr(self, "enc_first", None), getattr(self, "lin_first", None), x[:, :, 0])
         lat = [first.unsqueeze(2)]
         k = (F - 1) // 4
         if k:
             groups = x[:, :, 1:].reshape(B, C, k, 4, H, W).permute(0, 2, 1, 3, 4, 5).reshape(B * k, C * 4, H, W)
-            z = self._enc(self.enc_group, getattr(self, "lin_group", None), groups)
+            z = self._enc(getattr(self, "enc_group", None), getattr(self, "lin_group", None), groups)
             lat.append(z.reshape(B, k, *z.shape[1:]).permute(0, 2, 1, 3, 4))
         mean = torch.cat(lat, 2)
         moments = torch.cat([mean, torch.full_like(mean, -30.0)], 1)  # logvar -30: deterministic
@@ -205,9 +218,9 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
 
     def decode(self, z: torch.Tensor, return_dict: bool = True):
         B, Z, Fl, h, w = z.shape
-        frames = [self._dec(self.dec_first, getattr(self, "lin_first", None), z[:, :, 0]).unsqueeze(2)]
+        frames = [self._dec(getattr(self, "dec_first", None), getattr(self, "lin_first", None), z[:, :, 0]).unsqueeze(2)]
         if Fl > 1:
-            g = self._dec(self.dec_group, getattr(self, "lin_group", None), z[:, :, 1:].permute(0, 2, 1, 3, 4).reshape(B * (Fl - 1), Z, h, w),
+            g = self._dec(getattr(self, "dec_group", None), getattr(self, "lin_group", None), z[:, :, 1:].permute(0, 2, 1, 3, 4).reshape(B * (Fl - 1), Z, h, w),
                           self._group_context(z))  # [B*k, 12, H, W]
             H, W = g.shape[-2:]
             g = g.reshape(B, Fl - 1, 3, 4, H, W).permute(0, 2, 1, 3, 4, 5).reshape(B, 3, (Fl - 1) * 4, H, W)

@@ -42,7 +42,7 @@ class VAEConfig:
     res_blocks: int = 0  # framegroup: residual blocks after each resolution change of the conv stacks
     linear_lr_scale: float = 1.0  # learning rate of the PCA path relative to vae.lr (train/vae.py: a full rate scrambles it)
     decoder_context: int = 0  # framegroup: neighbouring latent frames on each side the group decoder sees (model/framevae.py)
-    arch: str = "pyramid"  # framegroup: 'pyramid' (convs at every resolution) | 'blocks' (all convs on the 8x8-block grid, 2*base_dim wide)
+    arch: str = "pyramid"  # framegroup: 'pyramid' (convs at every resolution) | 'blocks' (all convs on the 8x8-block grid, 2*base_dim wide) | 'linear' (the PCA path alone: nothing to train)
 
 
 @dataclass
@@ -206,8 +206,10 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("vae.linear_lr_scale", f"must be a number >= 0, got {cfg.vae.linear_lr_scale!r}")
     if not (isinstance(cfg.vae.decoder_context, int) and cfg.vae.decoder_context >= 0):
         bad("vae.decoder_context", f"must be an integer >= 0, got {cfg.vae.decoder_context!r}")
-    if cfg.vae.arch not in ("pyramid", "blocks"):
-        bad("vae.arch", f"must be 'pyramid' or 'blocks', got {cfg.vae.arch!r}")
+    if cfg.vae.arch not in ("pyramid", "blocks", "linear"):
+        bad("vae.arch", f"must be 'pyramid', 'blocks' or 'linear', got {cfg.vae.arch!r}")
+    if cfg.vae.arch == "linear" and not cfg.vae.linear_path:
+        bad("vae.linear_path", "must be true for vae.arch 'linear' (the PCA autoencoder alone)")
     if not (isinstance(cfg.vae.res_blocks, int) and cfg.vae.res_blocks >= 0):
         bad("vae.res_blocks", f"must be an integer >= 0, got {cfg.vae.res_blocks!r}")
     if cfg.vae.checkpoint is None and cfg.vae.steps < 1:

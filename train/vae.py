@@ -44,11 +44,13 @@ def train_vae(videos: np.ndarray, out_dir: str | Path, *, z_dim: int = 8, base_d
     # The PCA path is already a good autoencoder: at the conv stacks' learning rate Adam moves each of its
     # small weights by about lr per step and scrambles the principal components within a few hundred steps
     # (the loss rose before it fell), so it learns slowly, at linear_lr_scale * lr.
+    if arch == "linear":  # the PCA autoencoder is the whole VAE: nothing to train
+        steps = 0
     lin = [p for n, p in vae.named_parameters() if n.startswith("lin_")]
     rest = [p for n, p in vae.named_parameters() if not n.startswith("lin_")]
-    groups = [{"params": rest, "lr": lr}] + ([{"params": lin, "lr": lr * linear_lr_scale}] if lin else [])
+    groups = ([{"params": rest, "lr": lr}] if rest else []) + ([{"params": lin, "lr": lr * linear_lr_scale}] if lin else [])
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps))))
     N, Fr = videos.shape[:2]
     t0 = time.time()
     for step in range(steps):
@@ -93,3 +95,33 @@ def reconstruction_psnr(vae: AutoencoderKLWan, videos: np.ndarray) -> float:
     rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
     mse = F.mse_loss((rec + 1) / 2, (x + 1) / 2).item()
     return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+def main(argv=None) -> int:
+    """Build a sprite VAE outside a training run, so several runs (the ladder's levels) share one latent space:
+
+        python -m train.vae --out assets/sprite_pca_vae --arch linear --z 16 --clips 64 \\
+            --world '{"duration": 4.0, "max_subjects": 3, "max_actions": 3, "unit_range": [0.15, 0.22]}'
+    """
+    import argparse
+
+    from .sprites import WorldConfig, generate_clip
+
+    ap = argparse.ArgumentParser(prog="python -m train.vae", description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--arch", default="linear", choices=["linear", "blocks", "pyramid"])
+    ap.add_argument("--z", type=int, default=16)
+    ap.add_argument("--clips", type=int, default=64, help="clips the PCA (and any training) sees")
+    ap.add_argument("--steps", type=int, default=0, help="conv training steps (arch blocks/pyramid)")
+    ap.add_argument("--world", default="{}", help="sprite world options (JSON), e.g. the widest world the models will see")
+    ap.add_argument("--seed", type=int, default=77_000, help="first clip seed (away from the training and held-out seeds)")
+    args = ap.parse_args(argv)
+    world = WorldConfig.from_kwargs(**json.loads(args.world))
+    videos = np.stack([generate_clip(args.seed + i, world).frames for i in range(args.clips)])
+    vae = train_vae(videos, args.out, z_dim=args.z, base_dim=16, steps=args.steps, linear_path=True, arch=args.arch)
+    print(json.dumps({"out": args.out, "psnr_db": round(reconstruction_psnr(vae, videos[:8]), 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""The learnability ladder (issue 14): score a model on one level's held-out sprite scenes, with chance controls.
+
+    # train a level (presets in train/presets/ladder_*.yaml), then score its export
+    python -m train --config ladder_l0 --threads 2 --export runs/l0/export
+    python benchmarks/ladder.py runs/l0/export --level l0 --n 20 --strip docs/img/l0.png
+
+Columns (train/sprite_eval.py): identity fidelity, the share of (subject, frame) pairs where the subject is
+found at all, action accuracy and timing error against the scene's own timeline, binding accuracy, and two
+chance controls: the same generated frames scored against another held-out scene's timeline (a model that
+ignores its timeline scores the same on both), and the ground-truth renderer and its VAE round trip as the
+ceiling. `--sensitivity` adds the held-out flow-loss ratio with another scene's timeline (train/held_out.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+HELD_OUT_SEED = 900_000  # the sprite benchmark's held-out seeds: training clips start at data.seed (1000)
+
+
+def level_world(level: str) -> dict:
+    """The world of a ladder preset (train/presets/ladder_<level>.yaml)."""
+    from train.config import load_config
+
+    return dict(load_config(f"ladder_{level}").data.world)
+
+
+def held_out(n: int, world: dict):
+    from train.sprites import WorldConfig, generate_clip
+
+    w = WorldConfig.from_kwargs(**world)
+    return [generate_clip(HELD_OUT_SEED + i, w) for i in range(n)]
+
+
+def _found_share(frames, clip) -> float:
+    from train.sprite_eval import track_subject
+
+    return float(np.mean([track_subject(frames, r[0]).found.mean() for r in clip.references_intra]))
+
+
+def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None) -> dict:
+    from model.pipeline import ReactIDPipeline
+    from train.sprite_eval import evaluate_clip, summarize
+
+    pipe = ReactIDPipeline.from_pretrained(directory)
+    own, control, found, times, videos = [], [], [], [], []
+    for i, clip in enumerate(clips):
+        refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
+        t0 = time.perf_counter()
+        out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=i, progress=False)
+        times.append(time.perf_counter() - t0)
+        ref_imgs = [r[0] for r in clip.references_intra]
+        own.append(evaluate_clip(out.frames, clip.timeline, ref_imgs, actions=clip.actions))
+        # chance control: the same frames against another scene's timeline with the same subject count
+        other = next((c for c in clips[i + 1:] + clips[:i] if len(c.timeline.subjects) == len(clip.timeline.subjects)), None)
+        if other is not None:
+            tl = other.timeline
+            control.append(evaluate_clip(out.frames, tl, ref_imgs, actions=other.actions))
+        found.append(_found_share(out.frames, clip))
+        videos.append(out.frames)
+    row = summarize(own)
+    ctrl = summarize(control) if control else {}
+    row["found"] = float(np.mean(found))
+    row["control_action_accuracy"] = ctrl.get("action_accuracy")
+    row["control_timing_error_frames"] = ctrl.get("timing_error_frames")
+    row["s_per_clip"] = statistics.median(times)
+    if strip:
+        save_strip(videos[:6], [c.frames for c in clips[:6]], strip)
+    return row
+
+
+def save_strip(generated: list[np.ndarray], truth: list[np.ndarray], path: str, every: int = 8) -> None:
+    """One row per scene: the ground-truth frames every `every` frames above the generated ones."""
+    from PIL import Image
+
+    rows = []
+    for g, t in zip(generated, truth):
+        idx = list(range(0, len(g), every))
+        rows.append(np.concatenate([t[i] for i in idx], 1))
+        rows.append(np.concatenate([g[i] for i in idx], 1))
+        rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
+    img = np.concatenate(rows, 0)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).resize((img.shape[1] * 2, img.shape[0] * 2), Image.NEAREST).save(path)
+
+
+def ceiling(directory: str, clips) -> dict:
+    from model.framevae import load_vae
+    from train.sprite_eval import evaluate_sprite_clip, summarize
+
+    d = Path(directory)
+    vae = load_vae(d / "vae" if (d / "vae" / "config.json").is_file() else d)
+    scores = []
+    with torch.no_grad():
+        for clip in clips:
+            video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
+            rec = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].clamp(-1, 1)
+            scores.append(evaluate_sprite_clip(clip, frames=rec.add(1).mul(127.5).round().byte().permute(1, 2, 3, 0).numpy()))
+    return summarize(scores)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("export", help="pipeline directory (python -m train ... --export DIR)")
+    ap.add_argument("--level", required=True, help="ladder level: l0, l1, l2, l3 (train/presets/ladder_<level>.yaml)")
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--strip", help="write a frame strip PNG (truth above generated) of the first scenes")
+    ap.add_argument("--sensitivity", action="store_true", help="also the held-out loss ratio with another scene's timeline")
+    ap.add_argument("--no-ceiling", action="store_true")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    world = level_world(args.level)
+    clips = held_out(args.n, world)
+    row = score(args.export, clips, args.steps, args.guidance, args.strip)
+    if not args.no_ceiling:
+        row["ceiling"] = ceiling(args.export, clips)
+    if args.sensitivity:
+        from model.pipeline import ReactIDPipeline
+        from train.held_out import conditioning_sensitivity
+
+        sens = conditioning_sensitivity(ReactIDPipeline.from_pretrained(args.export), clips[: min(12, len(clips))])
+        row["timeline_ratio"], row["refs_ratio"] = sens["timeline_ratio"], sens["refs_ratio"]
+    fmt = lambda v, p=3: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
+    print(f"level {args.level}, {args.n} held-out scenes, {args.steps} steps, CFG {args.guidance}: {args.export}")
+    print("| identity | found | action | action (other timeline) | timing (fr) | timing (other) | binding | s/clip |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {fmt(row['identity_fidelity'])} | {fmt(row['found'])} | {fmt(row['action_accuracy'])} | {fmt(row['control_action_accuracy'])} | "
+          f"{fmt(row['timing_error_frames'], 2)} | {fmt(row['control_timing_error_frames'], 2)} | {fmt(row['binding_accuracy'])} | {fmt(row['s_per_clip'], 2)} |")
+    if "ceiling" in row:
+        c = row["ceiling"]
+        print(f"VAE ceiling: identity {fmt(c['identity_fidelity'])}, action {fmt(c['action_accuracy'])}, timing {fmt(c['timing_error_frames'], 2)}, binding {fmt(c['binding_accuracy'])}")
+    if "timeline_ratio" in row:
+        print(f"sensitivity: x{row['timeline_ratio']:.3f} with another timeline (sigma .5/.9), x{row['refs_ratio']:.3f} with other references")
+    if args.json:
+        Path(args.json).write_text(json.dumps(row, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
