@@ -135,6 +135,7 @@ class Engine:
         self.is_default = is_default
         self.unavailable = unavailable
         self._default_steps = default_steps
+        self.last_threads: int | None = None  # torch threads of the last CPU generation
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -304,6 +305,10 @@ class Engine:
         if req.reroll_segment is not None:
             kwargs.update(reroll_segment=int(req.reroll_segment), previous=req.previous)
         with self._lock:
+            if str(self.device).startswith("cpu"):
+                from .cpu import use_generation_threads
+
+                self.last_threads = use_generation_threads()  # the cores free now, not all of them
             return _run_pipeline(pipe, req.timeline, kwargs)
 
 
