@@ -113,7 +113,7 @@ class TimelinePanel:
         try:
             new = editor.apply_widget_value(doc, value)
         except editor.EditError as exc:
-            return self.light(doc, undo, push=True, message=f"⚠️ {exc}")
+            return self.light(doc, undo, push=True, message=editor.sentence(exc))
         if new == doc:
             return self.light(doc, undo, push=False)
         # Python snaps exactly like the widget; if they ever disagree, show Python's version.
@@ -128,28 +128,31 @@ class TimelinePanel:
         try:
             new, undo = editor.undo(undo, doc)
         except editor.EditError as exc:
-            return self.full(doc, undo, message=f"ℹ️ {exc}")
+            return self.full(doc, undo, message=editor.sentence(exc))
         return self.full(new, undo)
 
     def on_redo(self, doc: dict, undo: dict) -> list:
         try:
             new, undo = editor.redo(undo, doc)
         except editor.EditError as exc:
-            return self.full(doc, undo, message=f"ℹ️ {exc}")
+            return self.full(doc, undo, message=editor.sentence(exc))
         return self.full(new, undo)
 
     def on_fix(self, doc: dict, undo: dict) -> list:
         try:
-            new = editor.fix_problems(doc)
+            new, notes, _ = editor.fix_report(doc)
         except TimelineError as exc:
-            return self.light(doc, undo, push=False, message=f"⚠️ {exc}")
-        return self.commit(doc, new, undo, message="🔧 Overlaps and out-of-range blocks were repaired (undo to go back).")
+            return self.light(doc, undo, push=False, message=editor.sentence(exc))
+        if not notes:
+            return self.light(doc, undo, push=False, message="Nothing to fix: Fix problems repairs overlaps, blocks past the ends and reversed blocks.")
+        message = f"Fixed the timeline ({len(notes)} change{'s' if len(notes) != 1 else ''}; Undo takes them back):\n" + "\n".join(f"- {n}" for n in notes)
+        return self.commit(doc, new, undo, message=message)
 
     def on_duration(self, duration: float, doc: dict, undo: dict) -> list:
         try:
             new = editor.set_duration(doc, duration, self.limits.max_duration)
         except editor.EditError as exc:
-            return self.light(doc, undo, push=False, message=f"⚠️ {exc}")
+            return self.light(doc, undo, push=False, message=editor.sentence(exc))
         return self.commit(doc, new, undo, tag="duration")
 
     def on_import(self, path: str | None, doc: dict, undo: dict) -> list:
@@ -164,12 +167,12 @@ class TimelinePanel:
             new, notes = editor.import_json(data, self.allowed_reference_roots())
         except TimelineError as exc:
             if not exc.problems:
-                msg = f"❌ Could not import {name}: the file is {size / 1e6:.1f} MB; a timeline is at most {MAX_IMPORT_BYTES / 1e6:.0f} MB."
+                msg = f"Could not import {name}: the file is {size / 1e6:.1f} MB; a timeline is at most {MAX_IMPORT_BYTES / 1e6:.0f} MB."
             else:
-                msg = f"❌ Could not import **{name}**:\n" + "\n".join(f"- {p.message}" for p in exc.problems[:12])
+                msg = f"Could not import **{name}**:\n" + "\n".join(f"- {p.message}" for p in exc.problems[:12])
             return self.full(doc, undo, message=msg)
         except OSError as exc:
-            return self.full(doc, undo, message=f"❌ Could not read {name}: {exc.strerror}")
+            return self.full(doc, undo, message=f"Could not read {name}: {exc.strerror}")
         if int(new.get("fps", self.limits.fps)) != self.limits.fps:
             notes.append(f"the timeline was written for {new['fps']} fps; it was converted to this model's {self.limits.fps} fps")
             new["fps"] = self.limits.fps
@@ -178,7 +181,7 @@ class TimelinePanel:
                     a["start"], a["end"] = snap_to_grid(a["start"], new["fps"]), snap_to_grid(a["end"], new["fps"])
         if new["duration"] > self.limits.max_duration:
             notes.append(f"the timeline lasts {new['duration']:g}s; this model makes at most {self.limits.max_duration:g}s")
-        msg = f"📥 Imported **{name}** ({editor.summary(new)})." + ("".join(f"\n- {n}" for n in notes) if notes else "")
+        msg = f"Imported **{name}** ({editor.summary(new)})." + ("".join(f"\n- {n}" for n in notes) if notes else "")
         return self.commit(doc, new, undo, full=True, message=msg)
 
     def on_export(self, doc: dict):
