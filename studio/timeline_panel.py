@@ -18,7 +18,7 @@ import gradio as gr
 
 from model.timeline import TimelineError, snap_to_grid
 
-from . import editor
+from . import editor, fields
 from .engine import Limits
 from .timeline_widget import timeline_widget
 
@@ -37,14 +37,14 @@ class TimelinePanel:
         self.doc_state = gr.State(copy.deepcopy(doc))
         self.undo_state = gr.State(editor.undo_init())
         with gr.Row(equal_height=True):
-            self.duration = gr.Slider(
+            self.duration = fields.Slider(
                 minimum=grid, maximum=limits.max_duration, step=grid, value=float(doc["duration"]),
-                label=f"Duration (seconds; one pass = {limits.single_pass_seconds:g}s, longer videos are made segment by segment)",
+                label=f"Duration (s; over {limits.single_pass_seconds:g}s: made segment by segment)",
                 elem_id="rt-duration", scale=3,
             )
-            self.undo_btn = gr.Button("↶ Undo", interactive=False, scale=0, min_width=90, elem_id="rt-undo")
-            self.redo_btn = gr.Button("↷ Redo", interactive=False, scale=0, min_width=90, elem_id="rt-redo")
-            self.fix_btn = gr.Button("Fix problems", interactive=False, scale=0, min_width=120, elem_id="rt-fix")
+            self.undo_btn = gr.Button("↶ Undo", interactive=False, scale=0, min_width=80, size="sm", elem_id="rt-undo")
+            self.redo_btn = gr.Button("↷ Redo", interactive=False, scale=0, min_width=80, size="sm", elem_id="rt-redo")
+            self.fix_btn = gr.Button("Fix problems", interactive=False, scale=0, min_width=110, size="sm", elem_id="rt-fix")
         problems = editor.problems_of(doc, limits.max_subjects)
         self.widget = timeline_widget(doc, editor.problem_marks(problems))
         self.problems_md = gr.Markdown(editor.problems_markdown(problems), elem_id="rt-problems")
@@ -63,6 +63,11 @@ class TimelinePanel:
     def outputs(self) -> list:
         return [self.doc_state, self.undo_state, self.widget, self.problems_md, self.message_md, self.json_code, self.doc_json,
                 self.undo_btn, self.redo_btn, self.fix_btn]
+
+    def unchanged(self) -> list:
+        """The answer to an event that changes nothing: every output skipped, so a late echo cannot
+        overwrite a newer document."""
+        return [gr.skip()] * len(self.outputs())
 
     def register_view(self, components: list, values: Callable[[dict], list]) -> None:
         """Components that show part of the document and must follow when it is replaced."""

@@ -32,7 +32,7 @@
   const hint = document.createElement("span");
   hint.className = "rt-hint";
   hint.textContent =
-    "Drag a block to move it (also to another subject's row) · drag its edges to resize · double-click an empty spot to add · double-click a block to edit its caption · select a block and press Delete (or ×) to remove · Ctrl+wheel zooms";
+    "Drag a block to move it (or onto another row) · drag an edge to resize · double-click empty space to add, a block to edit its caption · Delete or × removes · Ctrl+wheel zooms";
   const holder = document.createElement("div");
   holder.className = "rt-vis";
   root.appendChild(toolbar);
