@@ -17,7 +17,7 @@ import gradio as gr
 from model.planner import PlannerConfig
 from model.timeline import example_timeline
 
-from . import editor, examples
+from . import editor, examples, fields
 from .engine import Engine
 from .generate_tab import GeneratePanel
 from .history import HistoryPanel
@@ -32,8 +32,18 @@ QUEUE_SIZE = 32
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "reactid-studio"
 
 CSS = """
-.rt-subject { padding: 8px !important; margin-bottom: 8px; }
+#rt-header p { margin: 0; }
+.rt-subject { padding: 6px !important; gap: 6px !important; }
+.rt-subject .rt-subject-title p { margin: 0; }
+.rt-subject .form { gap: 4px; }
 #rt-status { min-height: 1.5em; }
+#rt-preview { gap: 8px; }
+.rt-ref-gallery .grid-wrap { padding: 4px !important; overflow: hidden; }
+.rt-ref-gallery .grid-container { grid-template-columns: repeat(4, 60px) !important; grid-auto-rows: 60px !important; gap: 4px !important; }
+.rt-ref-gallery .gallery-item, .rt-ref-gallery .thumbnail-item { width: 60px !important; height: 60px !important; }
+.rt-ref-gallery .thumbnail-item img { width: 100%; height: 100%; object-fit: contain; }
+.rt-ref-upload .prompt { font-size: 11px; }
+.rt-ref-upload .prompt .or, .rt-ref-upload .prompt span:last-child { display: none; }
 footer { display: none !important; }
 """
 
@@ -83,24 +93,33 @@ def build_studio(
     doc = initial_document(limits.fps)
     scenes = examples.list_scenes()
 
-    with gr.Blocks(title=title) as demo:
-        gr.Markdown(f"# {title}\nPersonalised video where every subject follows its own timeline. Model: **{engine.describe()}**")
+    # The Generate tab fits one 1440x900 screen, like a video editor: subjects on the left; on the right the
+    # scene and the planner beside the preview player (Generate / Cancel / Re-roll and the progress under
+    # it), the timeline below them; settings folded; results and history further down.
+    with gr.Blocks(title=title, fill_width=True) as demo:
+        gr.Markdown(f"**{title}**: personalised video where every subject follows its own timeline. Model: **{engine.describe()}**", elem_id="rt-header")
         if not engine.available:
-            gr.Markdown(f"⚠️ **Generation is disabled.** {engine.unavailable}", elem_id="rt-status-banner")
+            gr.Markdown(f"**Generation is disabled.** {engine.unavailable}", elem_id="rt-status-banner")
+        generate = GeneratePanel(engine, limits, store, workdir)
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
-                with gr.Row():
-                    with gr.Column(scale=2, min_width=340):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=330, elem_id="rt-subjects-column"):
                         subjects = SubjectsPanel(store, limits, examples.example_references(), doc)
                     with gr.Column(scale=5):
-                        with gr.Row(equal_height=True):
-                            scene_dd = gr.Dropdown([(t, s) for t, s in scenes], value=scenes[0][1] if scenes else None, label="Example scene", scale=3, elem_id="rt-scene")
-                            scene_btn = gr.Button("Load example", scale=0, min_width=130, elem_id="rt-load-scene")
-                        prompt = gr.Textbox(label="Scene prompt (applies to the whole video)", value=doc.get("prompt", ""), lines=1, max_lines=3, elem_id="rt-prompt")
-                        planner = PlanPanel(planner_config or PlannerConfig.from_env(), subjects.max_subjects)
-                        gr.Markdown("### Timeline")
+                        with gr.Row(equal_height=False):
+                            with gr.Column(scale=3):
+                                with gr.Row(equal_height=True):
+                                    scene_dd = fields.Dropdown([(t, s) for t, s in scenes], value=scenes[0][1] if scenes else None, label="Example scene", scale=3, elem_id="rt-scene")
+                                    scene_btn = gr.Button("Load example", scale=0, min_width=120, elem_id="rt-load-scene")
+                                prompt = gr.Textbox(label="Scene prompt (applies to the whole video)", value=doc.get("prompt", ""), lines=1, max_lines=3, elem_id="rt-prompt")
+                                planner = PlanPanel(planner_config or PlannerConfig.from_env(), subjects.max_subjects)
+                            with gr.Column(scale=2, min_width=320, elem_id="rt-preview"):
+                                generate.preview()
                         panel = TimelinePanel(doc, limits, workdir, lambda: store.allowed_roots)
-                generate = GeneratePanel(engine, limits, store, workdir)
+                generate.settings()
+                planner.settings()
+                generate.results()
                 hist = HistoryPanel()
             for label, build in extra_tabs:
                 with gr.Tab(label):
@@ -117,22 +136,26 @@ def build_studio(
         generate.wire(panel, hist)
 
         def set_prompt(text, doc, undo):
-            return panel.commit(doc, editor.set_prompt(doc, text), undo, tag="prompt", push=False)
+            new = editor.set_prompt(doc, text)
+            if new == doc:  # also the echo of a prompt Python just showed (undo, example, plan, history)
+                return panel.unchanged()
+            return panel.commit(doc, new, undo, tag="prompt", push=False)
 
-        prompt.input(set_prompt, [prompt, panel.doc_state, panel.undo_state], panel.outputs(), trigger_mode="always_last",
-                     api_name="set_prompt", concurrency_limit=None, show_progress="hidden")
+        # `.change`, not `.input`: Gradio 6.31's Textbox fires `input` on keypress, which deleting
+        # (select all + Backspace, Delete, cut) never sends, so the document would keep the old prompt.
+        prompt.change(set_prompt, [prompt, panel.doc_state, panel.undo_state], panel.outputs(), trigger_mode="always_last",
+                      api_name="set_prompt", concurrency_limit=None, show_progress="hidden")
 
         def load_scene(slug, doc, undo):
             try:
                 new = examples.load_scene(slug)
             except (ValueError, OSError) as exc:
-                return panel.full(doc, undo, message=f"⚠️ {exc}")
+                return panel.full(doc, undo, message=editor.sentence(exc))
             new["fps"] = limits.fps
             title_ = dict((s, t) for t, s in scenes).get(slug, slug)
-            return panel.commit(doc, new, undo, full=True, message=f"📂 Loaded the example scene **{title_}**.")
+            return panel.commit(doc, new, undo, full=True, message=f"Loaded the example scene **{title_}**.")
 
         scene_btn.click(load_scene, [scene_dd, panel.doc_state, panel.undo_state], panel.full_outputs(), api_name="load_example", concurrency_limit=None)
-
 
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return Studio(demo, engine, workdir, {"timeline": panel, "subjects": subjects, "generate": generate, "history": hist, "planner": planner})

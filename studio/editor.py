@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -21,7 +22,6 @@ from model.timeline import (
     Subject,
     Timeline,
     TimelineError,
-    fix_overlaps,
     min_action_seconds,
     snap_to_grid,
 )
@@ -49,23 +49,46 @@ def timeline_of(doc: dict, *, validate: bool = False) -> Timeline:
 
 
 def problems_of(doc: dict, max_subjects: int | None = None) -> list[Problem]:
+    """`Timeline.problems()`, each action's problem followed by what **Fix problems** would do to it
+    (worked out by `fix_report`, so the hint is one the button follows)."""
     try:
         tl = timeline_of(doc)
     except TimelineError as exc:
         return list(exc.problems)
-    found = tl.problems()
+    found = [_with_hint(p, None) for p in tl.problems()]
+    if found:
+        _, _, fates = fix_report(doc)
+        hinted: set = set()
+        for k, p in enumerate(found):
+            key = (p.subject_id, p.action_index)
+            if p.action_index is not None and key in fates and key not in hinted:
+                hinted.add(key)
+                found[k] = _with_hint(p, fates[key])
     if max_subjects is not None and len(tl.subjects) > max_subjects:
         found.append(Problem("/subjects", f"this model takes at most {max_subjects} subjects; the timeline has {len(tl.subjects)} (remove one)"))
     return found
 
 
+# `Timeline.problems()` ends an overlap with its own repair hint, "(fix: ... 'fix overlaps' to start it at
+# X)": the studio's button is called Fix problems, and X can lie past the video's end. The studio's hint
+# (from `fix_report`) replaces it.
+_MODEL_HINT = re.compile(r" \(fix: [^)]*\)$")
+
+
+def _with_hint(p: Problem, fate: str | None) -> Problem:
+    message = _MODEL_HINT.sub("", p.message)
+    if fate:
+        message += f" (Fix problems: {fate})"
+    return Problem(p.path, message, p.subject_id, p.action_index, p.fixable)
+
+
 def problems_markdown(problems: Sequence[Problem]) -> str:
     if not problems:
-        return "✅ **Timeline OK** — every action is valid."
-    lines = [f"⚠️ **{len(problems)} problem{'s' if len(problems) != 1 else ''} in the timeline**"]
+        return "**Timeline OK**: every action is valid."
+    lines = [f"**{len(problems)} problem{'s' if len(problems) != 1 else ''} in the timeline**"]
     lines += [f"- {p.message}" for p in problems]
-    if any(p.fixable for p in problems):
-        lines.append("\n*Overlaps can be repaired with **Fix problems**.*")
+    if any("(Fix problems:" in p.message for p in problems):
+        lines.append("\n*The **Fix problems** button makes the repairs named above (Undo takes them back).*")
     return "\n".join(lines)
 
 
@@ -93,6 +116,13 @@ def widget_value(doc: dict) -> str:
 
 class EditError(ValueError):
     """An edit that cannot be applied; the message is for the user."""
+
+
+def sentence(text: Any) -> str:
+    """An error's text as a sentence for a status line: capital first letter, final full stop."""
+    text = str(text).strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", ":")) else text + "."
 
 
 def _number(x: Any, what: str) -> float:
@@ -226,17 +256,60 @@ def set_duration(doc: dict, duration: float, max_duration: float | None = None) 
 
 
 def fix_problems(doc: dict) -> dict:
-    """Clip actions to [0, duration], then `fix_overlaps` (sort; an overlapping action starts where the
-    previous ends; an action squeezed below one latent frame is dropped). Captions are never invented."""
+    """The document after **Fix problems** (see `fix_report`)."""
+    return fix_report(doc)[0]
+
+
+def fix_report(doc: dict) -> tuple[dict, list[str], dict[tuple[str, int], str]]:
+    """What **Fix problems** does: an action whose end comes before its start gets its ends swapped;
+    actions are clipped to [0, duration]; then, as `model.timeline.fix_overlaps`, each subject's actions
+    are sorted and an overlapping one starts where the previous ends. An action left shorter than one
+    latent frame is removed. Captions are never invented.
+
+    Returns (the fixed document, one sentence per change for the user, and for each changed action
+    (subject id, index in the document) what happens to it, for the hints in the problem list)."""
     tl = timeline_of(doc)
+    min_span, dur = tl.min_span, tl.duration
+    notes: list[str] = []
+    fates: dict[tuple[str, int], str] = {}
     for s in tl.subjects:
-        clipped = []
-        for a in s.actions:
-            start, end = max(0.0, a.start), min(tl.duration, a.end)
-            if end - start >= tl.min_span - 1e-6:
-                clipped.append(Action(round(start, 6), round(end, 6), a.text))
-        s.actions = clipped
-    return fix_overlaps(tl).to_dict()
+        label = f"subject {s.id!r} ({s.name})"
+        staged: list[tuple[int, Action, str, list[str]]] = []  # (index, action after swap and clip, original, changes)
+        for j, a in enumerate(s.actions):
+            what = f"{a.text!r} [{a.start:.2f}s-{a.end:.2f}s]"
+            start, end, changes = a.start, a.end, []
+            if end < start:
+                start, end = end, start
+                changes.append(f"its start and end are swapped, to {start:.2f}s-{end:.2f}s")
+            if start < 0 or end > dur:
+                start, end = max(0.0, start), min(dur, end)
+                if end - start >= min_span - 1e-6:
+                    changes.append(f"it is cut to {start:.2f}s-{end:.2f}s to fit the {dur:.2f}s video")
+            if end - start < min_span - 1e-6:
+                why = (f"it lies outside the {dur:.2f}s video" if end <= 0 or start >= dur
+                       else f"it lasts {max(0.0, end - start):.2f}s, less than one latent frame of {min_span:.2f}s")
+                fates[(s.id, j)] = f"it is removed: {why}"
+                notes.append(f"{label}: removed {what}: {why}")
+                continue
+            staged.append((j, Action(round(start, 6), round(end, 6), a.text), what, changes))
+        staged.sort(key=lambda t: (t[1].start, t[1].end))
+        kept: list[Action] = []
+        for j, a, what, changes in staged:
+            start = a.start if not kept else max(a.start, kept[-1].end)
+            if a.end - start < min_span - 1e-6:
+                prev = kept[-1]
+                why = f"{prev.text!r} runs until {prev.end:.2f}s, which leaves it less than one latent frame"
+                fates[(s.id, j)] = f"it is removed: {why}"
+                notes.append(f"{label}: removed {what}: {why}")
+                continue
+            if start > a.start:
+                changes.append(f"it starts at {start:.2f}s, where {kept[-1].text!r} ends")
+            kept.append(Action(round(start, 6), a.end, a.text))
+            if changes:
+                fates[(s.id, j)] = "; ".join(changes)
+                notes.append(f"{label}: {what}: " + "; ".join(changes))
+        s.actions = kept
+    return tl.to_dict(), notes, fates
 
 
 # --------------------------------------------------------------------------------------------

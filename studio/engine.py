@@ -15,6 +15,7 @@ import os
 import random
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 try:  # Hugging Face Spaces (ZeroGPU): the GPU is attached only inside functions decorated with spaces.GPU
@@ -135,6 +136,7 @@ class Engine:
         self.is_default = is_default
         self.unavailable = unavailable
         self._default_steps = default_steps
+        self.last_threads: int | None = None  # torch threads of the last CPU generation
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -304,7 +306,37 @@ class Engine:
         if req.reroll_segment is not None:
             kwargs.update(reroll_segment=int(req.reroll_segment), previous=req.previous)
         with self._lock:
+            if str(self.device).startswith("cpu"):
+                from .cpu import use_generation_threads
+
+                self.last_threads = use_generation_threads()  # the cores free now, not all of them
             return _run_pipeline(pipe, req.timeline, kwargs)
+
+
+def save_output(out: Any, path: str | Path) -> Path:
+    """Keep what a later re-roll of one segment needs from a multi-segment output (frames, masks, segment
+    bounds, per-segment seeds), so a run loaded from the history can be re-rolled too."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, frames=out.frames, masks=np.asarray(out.masks, dtype=np.float16), fps=int(out.fps),
+                 segments=np.asarray(out.segments, dtype=np.int64).reshape(-1, 2), seeds=np.asarray(out.seeds, dtype=np.int64))
+    return path
+
+
+def load_output(path: str | Path, timeline: Timeline) -> Any:
+    """The output `save_output` kept, as the pipeline's output type (`previous=` of a segment re-roll)."""
+    import numpy as np
+
+    from model.pipeline import ReactIDPipelineOutput
+
+    with np.load(path) as z:
+        return ReactIDPipelineOutput(
+            frames=z["frames"], masks=z["masks"].astype(np.float32), fps=int(z["fps"]), timeline=timeline,
+            segments=[(int(a), int(b)) for a, b in z["segments"]], seeds=[int(x) for x in z["seeds"]],
+        )
 
 
 def count_segments(timeline: Timeline, segment_seconds: float | None, overlap_latent_frames: int = 2) -> int:

@@ -16,14 +16,15 @@ from pathlib import Path
 import gradio as gr
 
 from model.references import ReferenceError
-from model.timeline import TimelineError
+from model.timeline import Timeline, TimelineError
 
-from . import editor, history, media
-from .engine import MAX_SEED, Engine, EngineUnavailable, GenerationRequest, Limits, resolve_seed
+from . import editor, fields, history, media
+from .engine import MAX_SEED, Engine, EngineUnavailable, GenerationRequest, Limits, load_output, random_seed, resolve_seed, save_output
 from .refstore import ReferenceStore
 from .timeline_panel import TimelinePanel
 
 log = logging.getLogger("reactid.studio")
+REROLL_LABEL = "Re-roll (new seed)"
 
 
 class UserError(ValueError):
@@ -83,40 +84,52 @@ def _session(request: gr.Request | None) -> str:
 
 
 class GeneratePanel:
+    """Built in three places of the page: `preview()` (the player, Generate / Cancel / Re-roll and the
+    status, where the progress shows), `settings()` (folded) and `results()` (the captioned copy and the
+    masks). `wire()` needs all three."""
+
     def __init__(self, engine: Engine, limits: Limits, store: ReferenceStore, workdir: Path):
         self.engine = engine
         self.limits = limits
         self.store = store
         self.workdir = Path(workdir)
         self.cancels = CancelRegistry()
-        self.last_output = gr.State(None)
-        with gr.Accordion("Generation settings", open=True, elem_id="rt-settings"):
+        self.current_run = gr.State(None)  # id of the run the players show; Re-roll re-rolls it
+
+    def preview(self, player_height: int = 220) -> None:
+        self.video = gr.Video(label="Generated video", interactive=False, autoplay=True, loop=True, height=player_height, elem_id="rt-video")
+        with gr.Row(equal_height=True):
+            self.generate_btn = gr.Button("Generate", variant="primary", scale=3, elem_id="rt-generate", interactive=self.engine.available)
+            self.cancel_btn = gr.Button("Cancel", variant="stop", scale=1, min_width=90, elem_id="rt-cancel")
+        self.status = gr.Markdown("Ready." if self.engine.available else self.engine.unavailable, elem_id="rt-status")
+        with gr.Row(equal_height=True):
+            self.reroll_btn = gr.Button(REROLL_LABEL, scale=3, size="sm", elem_id="rt-reroll", interactive=False)
+            self.reroll_segment = fields.Number(value=1, precision=0, minimum=1, label="Segment (1 = first)", scale=1, min_width=90,
+                                                elem_id="rt-reroll-segment", interactive=False, visible=False)
+
+    def settings(self) -> None:
+        limits = self.limits
+        with gr.Accordion("Generation settings: steps, guidance, seed, size, segments", open=False, elem_id="rt-settings"):
             with gr.Row():
                 self.negative = gr.Textbox(label="Negative prompt", value="", lines=1, scale=3, elem_id="rt-negative", placeholder="blurry, distorted")
-                self.size = gr.Dropdown(limits.size_choices(), value=limits.size_choices()[0], label="Size (width x height)", scale=1, elem_id="rt-size")
+                self.size = fields.Dropdown(limits.size_choices(), value=limits.size_choices()[0], label="Size (width x height)", scale=1, elem_id="rt-size")
             with gr.Row():
-                self.steps = gr.Slider(1, limits.max_steps, value=limits.default_steps, step=1, label="Steps", elem_id="rt-steps")
-                self.guidance = gr.Slider(0.0, 15.0, value=5.0, step=0.5, label="Guidance (CFG)", elem_id="rt-guidance")
-                self.seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="rt-seed")
+                self.steps = fields.Slider(1, limits.max_steps, value=limits.default_steps, step=1, label="Steps", elem_id="rt-steps")
+                self.guidance = fields.Slider(0.0, 15.0, value=5.0, step=0.5, label="Guidance (CFG)", elem_id="rt-guidance")
+                self.seed = fields.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="rt-seed")
                 self.randomize = gr.Checkbox(value=True, label="Random seed", elem_id="rt-randomize")
             with gr.Row():
-                self.segment = gr.Number(
+                self.segment = fields.Number(
                     value=0, minimum=0, maximum=limits.single_pass_seconds, step=0.25,
                     label=f"Segment length (s; 0 = automatic: one pass up to {limits.single_pass_seconds:g}s)", elem_id="rt-segment",
                 )
                 self.burn = gr.Checkbox(value=True, label="Also make a copy with each subject's current action as captions", elem_id="rt-burn")
-        with gr.Row():
-            self.generate_btn = gr.Button("Generate", variant="primary", scale=3, elem_id="rt-generate", interactive=engine.available)
-            self.cancel_btn = gr.Button("Cancel", variant="stop", scale=1, elem_id="rt-cancel")
-        self.status = gr.Markdown("Ready." if engine.available else f"⚠️ {engine.unavailable}", elem_id="rt-status")
+
+    def results(self) -> None:
         with gr.Row(equal_height=True):
-            self.video = gr.Video(label="Generated video", interactive=False, autoplay=True, loop=True, elem_id="rt-video")
-            self.captioned = gr.Video(label="With captions", interactive=False, autoplay=True, loop=True, visible=False, elem_id="rt-captioned")
-            self.masks = gr.Video(label="Predicted subject masks", interactive=False, autoplay=True, loop=True, elem_id="rt-masks")
+            self.captioned = gr.Video(label="With captions", interactive=False, autoplay=True, loop=True, visible=False, height=240, elem_id="rt-captioned")
+            self.masks = gr.Video(label="Predicted subject masks", interactive=False, autoplay=True, loop=True, height=240, elem_id="rt-masks")
         self.legend = gr.Markdown("", elem_id="rt-mask-legend")
-        with gr.Row():
-            self.reroll_segment = gr.Number(value=1, precision=0, minimum=1, label="Segment to re-roll (1 = first)", scale=1, elem_id="rt-reroll-segment", interactive=False)
-            self.reroll_btn = gr.Button("Re-roll this segment (new seed, the others kept)", scale=2, elem_id="rt-reroll", interactive=False)
 
     def settings_components(self) -> list:
         return [self.negative, self.steps, self.guidance, self.seed, self.randomize, self.size, self.segment, self.burn]
@@ -127,7 +140,7 @@ class GeneratePanel:
             raise UserError(self.engine.unavailable)
         problems = editor.problems_of(doc, self.limits.max_subjects)
         if problems:
-            raise UserError(f"The timeline has {len(problems)} problem{'s' if len(problems) > 1 else ''}; fix {'them' if len(problems) > 1 else 'it'} first:\n" + "\n".join(f"- {p.message}" for p in problems[:8]))
+            raise UserError(f"the timeline has {len(problems)} problem{'s' if len(problems) > 1 else ''}; fix {'them' if len(problems) > 1 else 'it'} first:\n" + "\n".join(f"- {p.message}" for p in problems[:8]))
         tl = editor.timeline_of(doc, validate=True)
         for s in tl.subjects:
             if not s.references:
@@ -163,8 +176,27 @@ class GeneratePanel:
 
     # ---- running ------------------------------------------------------------------------------------
     def _fail(self, message: str) -> list:
-        gr.Warning(message.split("\n")[0].lstrip("❌⚠️⏹ "))
-        return [gr.skip()] * 4 + [message] + [gr.skip()] * 7
+        gr.Warning(message.split("\n")[0])
+        return [gr.skip()] * 4 + [message] + [gr.skip()] * 9
+
+    def _show(self, run: history.Run) -> list:
+        """What the players and the re-roll controls show for `run`: [video, captioned, masks, legend,
+        current run, segment to re-roll, re-roll button]."""
+        def kept(path):
+            return path if path and Path(path).is_file() else None
+
+        segs = max(1, len(run.segments))
+        captioned = kept(run.captioned)
+        label = f"Re-roll a segment of run #{run.id} (new seed, the others kept)" if segs > 1 else f"Re-roll run #{run.id} (new seed)"
+        return [
+            kept(run.video),
+            gr.update(value=captioned, visible=True) if captioned else gr.update(value=None, visible=False),
+            kept(run.masks),
+            media.mask_legend(Timeline.from_dict(run.timeline, validate=False), list(editor.PALETTE)),
+            run.id,
+            gr.update(interactive=segs > 1, visible=segs > 1, maximum=segs, value=segs),
+            gr.update(interactive=True, value=label),
+        ]
 
     def _execute(self, req: GenerationRequest, settings: dict, burn: bool, hist: list, request, progress, note: str = "") -> list:
         session = _session(request)
@@ -182,11 +214,11 @@ class GeneratePanel:
             from model.pipeline import GenerationCancelled
 
             if isinstance(exc, GenerationCancelled) or event.is_set():
-                return self._fail("⏹ Generation cancelled.")
+                return self._fail("Generation cancelled.")
             if isinstance(exc, (TimelineError, ReferenceError, ValueError, EngineUnavailable)):
-                return self._fail(f"❌ {exc}")
+                return self._fail(f"Not generated: {exc}")
             log.error("generation failed:\n%s", traceback.format_exc())
-            return self._fail(f"❌ Generation failed ({type(exc).__name__}: {exc}). The studio is still running; try again or change the settings.")
+            return self._fail(f"Generation failed ({type(exc).__name__}: {exc}). The studio is still running; try again or change the settings.")
         finally:
             self.cancels.finish(session, event)
         seconds = time.perf_counter() - t0
@@ -200,78 +232,80 @@ class GeneratePanel:
         captioned = media.write_captioned_video(out.frames, out.timeline, run_dir / "captioned.mp4", out.fps, colors) if burn else None
         thumb = media.thumbnail(out.frames, run_dir / "thumb.png")
         (run_dir / "timeline.json").write_text(out.timeline.to_json() + "\n", encoding="utf-8")
+        raw = save_output(out, run_dir / "output.npz") if len(out.segments) > 1 else None
         run = history.Run(
             id=run_id, created=time.time(), timeline=out.timeline.to_dict(), settings={**settings, "burn_captions": bool(burn)},
             video=str(video), thumb=str(thumb), masks=str(masks), captioned=str(captioned) if captioned else None,
-            seconds=seconds, note=note, segments=[list(s) for s in out.segments],
+            seconds=seconds, note=note, segments=[list(s) for s in out.segments], seeds=list(out.seeds), raw=str(raw) if raw else None,
         )
         hist = history.add_run(hist, run)
         F, H, W, _ = out.frames.shape
         segs = len(out.segments)
+        threads = self.engine.last_threads if str(self.engine.device).startswith("cpu") else None
         status = (
-            f"✅ Run #{run_id}: {F} frames ({(F - 1) / out.fps:g}s at {out.fps} fps, {W}x{H})"
-            f"{f' in {segs} segments' if segs > 1 else ''} in {seconds:.1f}s · seed {settings['seed']}" + (f" · {note}" if note else "")
+            f"Run #{run_id}: {F} frames ({(F - 1) / out.fps:g}s at {out.fps} fps, {W}x{H})"
+            f"{f' in {segs} segments' if segs > 1 else ''} in {seconds:.1f}s"
+            f"{f' on {threads} CPU thread' + ('s' if threads != 1 else '') if threads else ''} · seed {settings['seed']}"
+            + (f" · {note}" if note else "")
         )
-        last = {"output": out, "settings": settings, "burn": bool(burn), "run_id": run_id}
+        video_, captioned_, masks_, legend, current, segment_no, reroll = self._show(run)
         return [
-            str(video),
-            gr.update(value=str(captioned), visible=True) if captioned else gr.update(value=None, visible=False),
-            str(masks),
-            media.mask_legend(out.timeline, colors),
-            status,
-            settings["seed"],
-            history.gallery_items(hist),
-            hist,
-            last,
-            gr.update(interactive=True, maximum=max(1, segs), value=min(max(1, segs), 1 if segs == 1 else segs)),
-            gr.update(interactive=True, value="Re-roll this segment (new seed, the others kept)" if segs > 1 else "Re-roll (new seed)"),
-            f"{len(hist)} run{'s' if len(hist) != 1 else ''} in this session: click one to see its settings.",
+            video_, captioned_, masks_, legend, status, settings["seed"], history.gallery_items(hist), hist,
+            current, segment_no, reroll, f"{len(hist)} run{'s' if len(hist) != 1 else ''} in this session: click one to see its settings.",
+            None, gr.update(interactive=False),  # the new run shifts the gallery: nothing is selected
         ]
 
     def run(self, doc, negative, steps, guidance, seed, randomize, size, segment, burn, hist, request: gr.Request = None, progress=gr.Progress()):
         try:
             req, settings = self._request(doc, negative, steps, guidance, seed, randomize, size, segment)
         except (UserError, TimelineError) as exc:
-            return self._fail(f"❌ {exc}")
+            return self._fail(f"Not generated: {exc}")
         return self._execute(req, settings, bool(burn), hist, request, progress)
 
-    def reroll(self, last, segment_no, seed, randomize, hist, request: gr.Request = None, progress=gr.Progress()):
-        if not last:
-            return self._fail("❌ Generate a video first; then one of its segments can be re-rolled.")
-        out, settings = last["output"], dict(last["settings"])
-        n = max(1, len(out.segments))
+    def reroll(self, current, segment_no, seed, randomize, hist, request: gr.Request = None, progress=gr.Progress()):
+        """Make the current run (the last one generated, or the one loaded from the history) again with a
+        new seed; with several segments, only the chosen one, the others kept."""
+        run = history.find(hist, current)
+        if run is None:
+            return self._fail("Generate a video first (or load a run from the history); then it can be re-rolled.")
+        n = max(1, len(run.segments))
         try:
-            k = int(segment_no) - 1
+            k = int(segment_no) - 1 if n > 1 else 0
         except (TypeError, ValueError):
             k = -1
         if not 0 <= k < n:
-            return self._fail(f"❌ The last video has {n} segment{'s' if n > 1 else ''}; choose a segment between 1 and {n}.")
+            return self._fail(f"Run #{run.id} has {n} segments; choose a segment between 1 and {n}.")
         try:
             new_seed = resolve_seed(seed, bool(randomize))
         except ValueError as exc:
-            return self._fail(f"❌ {exc}")
-        if not randomize and out.seeds and k < len(out.seeds) and new_seed == out.seeds[k]:
-            new_seed = (new_seed + 1) % (MAX_SEED + 1)
+            return self._fail(f"Not re-rolled: {exc}")
+        used = set(run.seeds or [run.settings.get("seed")])
+        while new_seed in used:  # the seed box still holds the run's own seed (e.g. after loading it): draw a new one
+            new_seed = random_seed()
+        settings = {k_: v for k_, v in run.settings.items() if k_ != "burn_captions"}
         settings["seed"] = new_seed
         h, w = self.limits.parse_size(settings["size"])
-        req = GenerationRequest(out.timeline, settings["negative_prompt"], settings["steps"], settings["guidance"], new_seed, h, w,
+        tl = Timeline.from_dict(run.timeline)
+        req = GenerationRequest(tl, settings["negative_prompt"], settings["steps"], settings["guidance"], new_seed, h, w,
                                 settings.get("segment_seconds"))
         if n > 1:
-            req.reroll_segment, req.previous = k, out
-            note = f"re-rolled segment {k + 1} of run #{last['run_id']}"
+            if not run.raw or not Path(run.raw).is_file():
+                return self._fail(f"Run #{run.id}'s frames were deleted from the server (runs are kept for a day); load it and generate it again.")
+            req.reroll_segment, req.previous = k, load_output(run.raw, tl)
+            note = f"re-rolled segment {k + 1} of run #{run.id}"
         else:
-            note = f"re-roll of run #{last['run_id']}"
-        return self._execute(req, settings, last.get("burn", True), hist, request, progress, note=note)
+            note = f"re-roll of run #{run.id}"
+        return self._execute(req, settings, run.settings.get("burn_captions", True), hist, request, progress, note=note)
 
     def cancel(self, request: gr.Request = None):
         if self.cancels.cancel(_session(request)):
-            return "⏹ Cancelling… the model stops at the next step."
+            return "Cancelling… the model stops at the next step."
         return "Nothing is running."
 
     # ---- wiring ------------------------------------------------------------------------------------
     def outputs(self, hist: history.HistoryPanel) -> list:
-        return [self.video, self.captioned, self.masks, self.legend, self.status, self.seed, hist.gallery, hist.state, self.last_output,
-                self.reroll_segment, self.reroll_btn, hist.details]
+        return [self.video, self.captioned, self.masks, self.legend, self.status, self.seed, hist.gallery, hist.state, self.current_run,
+                self.reroll_segment, self.reroll_btn, hist.details, hist.selected, hist.load_btn]
 
     def wire(self, panel: TimelinePanel, hist: history.HistoryPanel) -> None:
         gpu = dict(concurrency_limit=1, concurrency_id="gpu", show_progress="full", show_progress_on=[self.video, self.status])
@@ -279,26 +313,28 @@ class GeneratePanel:
             self.run, [panel.doc_state, *self.settings_components(), hist.state], self.outputs(hist), api_name="generate", **gpu
         )
         self.reroll_btn.click(
-            self.reroll, [self.last_output, self.reroll_segment, self.seed, self.randomize, hist.state], self.outputs(hist), api_name="reroll_segment", **gpu
+            self.reroll, [self.current_run, self.reroll_segment, self.seed, self.randomize, hist.state], self.outputs(hist), api_name="reroll_segment", **gpu
         )
         self.cancel_btn.click(self.cancel, None, [self.status], queue=False, api_name="cancel", show_progress="hidden")
 
+        players = [self.video, self.captioned, self.masks, self.legend, self.current_run, self.reroll_segment, self.reroll_btn, self.status]
+
         def load_run(selected, hist_items, doc, undo):
+            unchanged = [gr.skip()] * (len(self.settings_components()) + len(players) - 1)
             if selected is None:
-                return [*panel.full(doc, undo, message="Click a run in the history first."), *[gr.skip()] * 8, gr.skip(), gr.skip()]
-            try:
-                run = history.run_at(hist_items, int(selected))
-            except IndexError:
-                return [*panel.full(doc, undo, message="That run is no longer in the history."), *[gr.skip()] * 8, gr.skip(), gr.skip()]
+                return [*panel.full(doc, undo, message="Click a run in the history first."), *unchanged, gr.skip()]
+            run = history.find(hist_items, selected)
+            if run is None:
+                return [*panel.full(doc, undo, message="That run is no longer in the history."), *unchanged, gr.skip()]
             s = run.settings
             values = [s.get("negative_prompt", ""), s.get("steps"), s.get("guidance"), s.get("seed"), False, s.get("size"),
                       s.get("segment_seconds") or 0, s.get("burn_captions", True)]
-            msg = f"📂 Loaded run #{run.id} into the editor (timeline and settings; seed {s.get('seed')} fixed)."
-            video = run.video if Path(run.video).is_file() else None
-            shown = f"Showing run #{run.id}." if video else f"Run #{run.id}'s video was deleted from the server (runs are kept for a day); its timeline and settings are loaded."
-            return [*panel.commit(doc, run.timeline, undo, full=True, message=msg), *values, video, shown]
+            msg = f"Loaded run #{run.id} into the editor (timeline and settings; seed {s.get('seed')} fixed)."
+            shown = (f"Showing run #{run.id}: Re-roll makes it again with a new seed." if Path(run.video).is_file()
+                     else f"Run #{run.id}'s videos were deleted from the server (runs are kept for a day); its timeline and settings are loaded.")
+            return [*panel.commit(doc, run.timeline, undo, full=True, message=msg), *values, *self._show(run), shown]
 
         hist.load_btn.click(
             load_run, [hist.selected, hist.state, panel.doc_state, panel.undo_state],
-            panel.full_outputs() + self.settings_components() + [self.video, self.status], api_name="load_run", concurrency_limit=None,
+            panel.full_outputs() + self.settings_components() + players, api_name="load_run", concurrency_limit=None,
         )

@@ -23,8 +23,10 @@ class Run:
     masks: str | None = None
     captioned: str | None = None
     seconds: float = 0.0  # wall time of the generation
-    note: str = ""  # e.g. "re-rolled segment 2"
-    segments: list = field(default_factory=list)
+    note: str = ""  # e.g. "re-rolled segment 2 of run #1"
+    segments: list = field(default_factory=list)  # [start_frame, end_frame] per segment
+    seeds: list = field(default_factory=list)  # the seed of each segment
+    raw: str | None = None  # frames and masks kept for re-rolling one segment (multi-segment runs)
 
     def caption(self) -> str:
         s = self.settings
@@ -56,6 +58,14 @@ def gallery_items(history: list[dict] | None) -> list[tuple[str, str]]:
     return [(r["thumb"], Run(**r).caption()) for r in reversed(history or [])]
 
 
+def find(history: list[dict] | None, run_id: int | None) -> Run | None:
+    """The run with this id, if the history still holds it."""
+    for r in history or []:
+        if r["id"] == run_id:
+            return Run(**copy.deepcopy(r))
+    return None
+
+
 def run_at(history: list[dict] | None, gallery_index: int) -> Run:
     """The run shown at `gallery_index` (the gallery lists the newest first)."""
     items = history or []
@@ -69,7 +79,7 @@ class HistoryPanel:
 
     def __init__(self):
         self.state = gr.State([])
-        self.selected = gr.State(None)
+        self.selected = gr.State(None)  # the id of the clicked run (a gallery index would shift with each new run)
         with gr.Accordion("Session history", open=True):
             self.gallery = gr.Gallery(
                 label="Past runs (click one, then 'Load into editor')", columns=8, height=200, allow_preview=False,
@@ -85,6 +95,6 @@ class HistoryPanel:
                 run = run_at(history, evt.index)
             except IndexError:
                 return None, "No such run.", gr.update(interactive=False)
-            return evt.index, run.describe(), gr.update(interactive=True)
+            return run.id, run.describe(), gr.update(interactive=True)
 
         self.gallery.select(select, inputs=[self.state], outputs=[self.selected, self.details, self.load_btn], queue=False)

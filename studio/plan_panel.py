@@ -26,9 +26,13 @@ class PlanPanel:
         with gr.Row(equal_height=True):
             self.text = gr.Textbox(
                 label="Describe the action (plan from prompt)", lines=1, max_lines=3, scale=5, elem_id="rt-plan-text",
-                placeholder="the red striped circle moves to the right, then jumps while the blue square moves up",
+                placeholder="the circle moves right, then jumps while the square moves up",
             )
-            self.button = gr.Button("Plan from prompt", scale=0, min_width=150, elem_id="rt-plan")
+            self.button = gr.Button("Plan from prompt", scale=0, min_width=140, elem_id="rt-plan")
+
+    def settings(self) -> None:
+        """The planner's endpoint settings (folded; placed apart from the prompt row). `wire()` needs them."""
+        base_config = self.base_config
         with gr.Accordion(f"Planner: {base_config.describe()}", open=False, visible=self.editable, elem_id="rt-plan-settings"):
             gr.Markdown(
                 "An OpenAI-compatible chat endpoint plans better than the offline rules. Leave empty to use "
@@ -59,10 +63,10 @@ class PlanPanel:
                     max_subjects=self.max_subjects, scene_prompt=doc.get("prompt") or None,
                 )
             except PlanError as exc:
-                return panel.full(doc, undo, message=f"❌ Could not plan from the prompt: {exc}")
+                return panel.full(doc, undo, message=f"Could not plan from the prompt: {exc}")
             new = result.timeline.to_dict()
             source = {"llm": "the chat endpoint", "local": "the local language model", "rules": "the offline rule planner"}[result.backend]
-            lines = [f"🗺️ Planned by {source}:", "```", describe_plan(result.timeline), "```"]
+            lines = [f"Planned by {source}:", "```", describe_plan(result.timeline), "```"]
             lines += [f"- {m}" for m in result.messages]
             return panel.commit(doc, new, undo, full=True, message="\n".join(lines))
 

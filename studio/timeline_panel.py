@@ -18,7 +18,7 @@ import gradio as gr
 
 from model.timeline import TimelineError, snap_to_grid
 
-from . import editor
+from . import editor, fields
 from .engine import Limits
 from .timeline_widget import timeline_widget
 
@@ -37,14 +37,14 @@ class TimelinePanel:
         self.doc_state = gr.State(copy.deepcopy(doc))
         self.undo_state = gr.State(editor.undo_init())
         with gr.Row(equal_height=True):
-            self.duration = gr.Slider(
+            self.duration = fields.Slider(
                 minimum=grid, maximum=limits.max_duration, step=grid, value=float(doc["duration"]),
-                label=f"Duration (seconds; one pass = {limits.single_pass_seconds:g}s, longer videos are made segment by segment)",
+                label=f"Duration (s; over {limits.single_pass_seconds:g}s: made segment by segment)",
                 elem_id="rt-duration", scale=3,
             )
-            self.undo_btn = gr.Button("↶ Undo", interactive=False, scale=0, min_width=90, elem_id="rt-undo")
-            self.redo_btn = gr.Button("↷ Redo", interactive=False, scale=0, min_width=90, elem_id="rt-redo")
-            self.fix_btn = gr.Button("Fix problems", interactive=False, scale=0, min_width=120, elem_id="rt-fix")
+            self.undo_btn = gr.Button("↶ Undo", interactive=False, scale=0, min_width=80, size="sm", elem_id="rt-undo")
+            self.redo_btn = gr.Button("↷ Redo", interactive=False, scale=0, min_width=80, size="sm", elem_id="rt-redo")
+            self.fix_btn = gr.Button("Fix problems", interactive=False, scale=0, min_width=110, size="sm", elem_id="rt-fix")
         problems = editor.problems_of(doc, limits.max_subjects)
         self.widget = timeline_widget(doc, editor.problem_marks(problems))
         self.problems_md = gr.Markdown(editor.problems_markdown(problems), elem_id="rt-problems")
@@ -63,6 +63,11 @@ class TimelinePanel:
     def outputs(self) -> list:
         return [self.doc_state, self.undo_state, self.widget, self.problems_md, self.message_md, self.json_code, self.doc_json,
                 self.undo_btn, self.redo_btn, self.fix_btn]
+
+    def unchanged(self) -> list:
+        """The answer to an event that changes nothing: every output skipped, so a late echo cannot
+        overwrite a newer document."""
+        return [gr.skip()] * len(self.outputs())
 
     def register_view(self, components: list, values: Callable[[dict], list]) -> None:
         """Components that show part of the document and must follow when it is replaced."""
@@ -113,7 +118,7 @@ class TimelinePanel:
         try:
             new = editor.apply_widget_value(doc, value)
         except editor.EditError as exc:
-            return self.light(doc, undo, push=True, message=f"⚠️ {exc}")
+            return self.light(doc, undo, push=True, message=editor.sentence(exc))
         if new == doc:
             return self.light(doc, undo, push=False)
         # Python snaps exactly like the widget; if they ever disagree, show Python's version.
@@ -128,28 +133,31 @@ class TimelinePanel:
         try:
             new, undo = editor.undo(undo, doc)
         except editor.EditError as exc:
-            return self.full(doc, undo, message=f"ℹ️ {exc}")
+            return self.full(doc, undo, message=editor.sentence(exc))
         return self.full(new, undo)
 
     def on_redo(self, doc: dict, undo: dict) -> list:
         try:
             new, undo = editor.redo(undo, doc)
         except editor.EditError as exc:
-            return self.full(doc, undo, message=f"ℹ️ {exc}")
+            return self.full(doc, undo, message=editor.sentence(exc))
         return self.full(new, undo)
 
     def on_fix(self, doc: dict, undo: dict) -> list:
         try:
-            new = editor.fix_problems(doc)
+            new, notes, _ = editor.fix_report(doc)
         except TimelineError as exc:
-            return self.light(doc, undo, push=False, message=f"⚠️ {exc}")
-        return self.commit(doc, new, undo, message="🔧 Overlaps and out-of-range blocks were repaired (undo to go back).")
+            return self.light(doc, undo, push=False, message=editor.sentence(exc))
+        if not notes:
+            return self.light(doc, undo, push=False, message="Nothing to fix: Fix problems repairs overlaps, blocks past the ends and reversed blocks.")
+        message = f"Fixed the timeline ({len(notes)} change{'s' if len(notes) != 1 else ''}; Undo takes them back):\n" + "\n".join(f"- {n}" for n in notes)
+        return self.commit(doc, new, undo, message=message)
 
     def on_duration(self, duration: float, doc: dict, undo: dict) -> list:
         try:
             new = editor.set_duration(doc, duration, self.limits.max_duration)
         except editor.EditError as exc:
-            return self.light(doc, undo, push=False, message=f"⚠️ {exc}")
+            return self.light(doc, undo, push=False, message=editor.sentence(exc))
         return self.commit(doc, new, undo, tag="duration")
 
     def on_import(self, path: str | None, doc: dict, undo: dict) -> list:
@@ -164,12 +172,12 @@ class TimelinePanel:
             new, notes = editor.import_json(data, self.allowed_reference_roots())
         except TimelineError as exc:
             if not exc.problems:
-                msg = f"❌ Could not import {name}: the file is {size / 1e6:.1f} MB; a timeline is at most {MAX_IMPORT_BYTES / 1e6:.0f} MB."
+                msg = f"Could not import {name}: the file is {size / 1e6:.1f} MB; a timeline is at most {MAX_IMPORT_BYTES / 1e6:.0f} MB."
             else:
-                msg = f"❌ Could not import **{name}**:\n" + "\n".join(f"- {p.message}" for p in exc.problems[:12])
+                msg = f"Could not import **{name}**:\n" + "\n".join(f"- {p.message}" for p in exc.problems[:12])
             return self.full(doc, undo, message=msg)
         except OSError as exc:
-            return self.full(doc, undo, message=f"❌ Could not read {name}: {exc.strerror}")
+            return self.full(doc, undo, message=f"Could not read {name}: {exc.strerror}")
         if int(new.get("fps", self.limits.fps)) != self.limits.fps:
             notes.append(f"the timeline was written for {new['fps']} fps; it was converted to this model's {self.limits.fps} fps")
             new["fps"] = self.limits.fps
@@ -178,7 +186,7 @@ class TimelinePanel:
                     a["start"], a["end"] = snap_to_grid(a["start"], new["fps"]), snap_to_grid(a["end"], new["fps"])
         if new["duration"] > self.limits.max_duration:
             notes.append(f"the timeline lasts {new['duration']:g}s; this model makes at most {self.limits.max_duration:g}s")
-        msg = f"📥 Imported **{name}** ({editor.summary(new)})." + ("".join(f"\n- {n}" for n in notes) if notes else "")
+        msg = f"Imported **{name}** ({editor.summary(new)})." + ("".join(f"\n- {n}" for n in notes) if notes else "")
         return self.commit(doc, new, undo, full=True, message=msg)
 
     def on_export(self, doc: dict):

@@ -6,6 +6,7 @@ same values a browser would and read what Python validated."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -198,6 +199,91 @@ def test_import_broken_and_unsafe_timelines(server, files):
     assert "overlaps" in problems and "ends after the video's duration" in problems
 
 
+def _import_doc(c: Client, tmp_path: Path, doc: dict, name: str = "t.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return c.predict(handle_file(str(path)), api_name="/import_timeline")
+
+
+def _acts(doc: dict, sid: str) -> list[tuple[float, float, str]]:
+    return [(a["start"], a["end"], a["text"]) for a in next(s for s in doc["subjects"] if s["id"] == sid)["actions"]]
+
+
+def test_fix_problems_swaps_reversed_blocks_and_names_what_it_removes(server, tmp_path):
+    c = client(server)
+    doc = {"version": 1, "duration": 4.0, "fps": 16, "prompt": "x", "subjects": [
+        {"id": "s1", "name": "the dog", "kind": "animal", "references": [],
+         "actions": [{"start": 0.0, "end": 1.0, "text": "runs"}, {"start": 3.0, "end": 1.0, "text": "sits"}]},
+        {"id": "s2", "name": "the cat", "kind": "animal", "references": [],
+         "actions": [{"start": 2.0, "end": 2.0, "text": "blinks"}, {"start": 5.0, "end": 6.0, "text": "leaves"}]},
+    ]}
+    result = _import_doc(c, tmp_path, doc)
+    problems = problems_of(result)
+    assert "'sits' [3.00s-1.00s]: end must be after start (Fix problems: its start and end are swapped, to 1.00s-3.00s)" in problems
+    result = c.predict(api_name="/fix_problems")
+    fixed = doc_of(result)
+    assert _acts(fixed, "s1") == [(0.0, 1.0, "runs"), (1.0, 3.0, "sits")]  # repaired, not dropped
+    assert _acts(fixed, "s2") == []
+    msg = message_of(result, "Fixed the timeline")
+    assert "'sits' [3.00s-1.00s]: its start and end are swapped, to 1.00s-3.00s" in msg
+    assert "subject 's2' (the cat): removed 'blinks' [2.00s-2.00s]: it lasts 0.00s" in msg
+    assert "subject 's2' (the cat): removed 'leaves' [5.00s-6.00s]: it lies outside the 4.00s video" in msg
+    assert Timeline.from_dict(fixed).problems() == []
+
+
+def test_fix_hints_name_the_button_and_times_inside_the_video(server, tmp_path):
+    import re
+
+    c = client(server)
+    # 'runs' ends past the 4 s video; 'sits' overlaps it. The model's own hint would say to start
+    # 'sits' at 9.00s with a 'fix overlaps' button; the studio says what its Fix problems button does.
+    doc = {"version": 1, "duration": 4.0, "fps": 16, "prompt": "x", "subjects": [
+        {"id": "s1", "name": "the dog", "kind": "animal", "references": [],
+         "actions": [{"start": 2.0, "end": 9.0, "text": "runs"}, {"start": 3.0, "end": 4.0, "text": "sits"},
+                     {"start": 0.0, "end": 2.5, "text": "wags"}]},
+    ]}
+    problems = problems_of(_import_doc(c, tmp_path, doc))
+    assert "fix overlaps" not in problems and "9.00s)" not in problems
+    assert "'sits' [3.00s-4.00s] overlaps action 1 'runs' [2.00s-9.00s] by 6.00s (Fix problems: it is removed: 'runs' runs until 4.00s" in problems
+    assert "'runs' [2.00s-9.00s]: ends after the video's duration (4.00s) (Fix problems: it is cut to 2.00s-4.00s to fit the 4.00s video; it starts at 2.50s, where 'wags' ends)" in problems
+    for t in re.findall(r"starts at (\d+\.\d+)s", problems):
+        assert float(t) < 4.0
+    assert "The **Fix problems** button makes the repairs named above" in problems
+    fixed = doc_of(c.predict(api_name="/fix_problems"))
+    assert _acts(fixed, "s1") == [(0.0, 2.5, "wags"), (2.5, 4.0, "runs")]  # what the hints said
+
+
+def test_fix_report_agrees_with_fix_overlaps():
+    """The studio's Fix problems = clip to the video, then model.timeline.fix_overlaps; its notes and
+    hints come from the same walk, so the document must equal what fix_overlaps makes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from model.timeline import Action, fix_overlaps
+    from studio import editor
+
+    times = st.integers(min_value=-4, max_value=28).map(lambda k: k * 0.25)
+    action = st.tuples(times, times, st.sampled_from(["a", "b", "c"]))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(action, max_size=6), st.lists(action, max_size=4))
+    def check(acts1, acts2):
+        doc = Timeline.from_dict({"duration": 4.0, "fps": 16, "subjects": [
+            {"id": "s1", "name": "a", "actions": [{"start": s, "end": e, "text": t} for s, e, t in acts1]},
+            {"id": "s2", "name": "b", "actions": [{"start": s, "end": e, "text": t} for s, e, t in acts2]},
+        ]}, validate=False).to_dict()
+        fixed, notes, fates = editor.fix_report(doc)
+        tl = Timeline.from_dict(doc, validate=False)
+        for s in tl.subjects:  # swap and clip, then the model's overlap repair
+            s.actions = [Action(round(max(0.0, min(a.start, a.end)), 6), round(min(4.0, max(a.start, a.end)), 6), a.text) for a in s.actions]
+        assert fixed == fix_overlaps(tl).to_dict()
+        assert Timeline.from_dict(fixed).problems() == []
+        changed = sum(a != b for s0, s1 in zip(doc["subjects"], fixed["subjects"]) for a, b in zip(s0["actions"], s1["actions"]))
+        assert len(notes) == len(fates) and (changed == 0 or notes)
+
+    check()
+
+
 # --------------------------------------------------------------------------------------------
 # References
 # --------------------------------------------------------------------------------------------
@@ -260,7 +346,7 @@ def test_generate_on_default_model_gives_playable_mp4(server, engine_info):
     t0 = time.perf_counter()
     video, captioned, masks, legend, status, seed, gallery, reroll, details = _generate(c)
     elapsed = time.perf_counter() - t0
-    assert status.startswith("✅ Run #1"), status
+    assert status.startswith("Run #1:"), status
     assert seed == 7
     info = probe_video(video)
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
@@ -289,7 +375,23 @@ def test_generate_refuses_bad_input_and_keeps_serving(server):
     c.predict(api_name="/undo")
     c.predict(api_name="/undo")
     status = _generate(c, steps=2)[4]
-    assert status.startswith("✅"), status  # the same session still generates
+    assert status.startswith("Run #"), status  # the same session still generates
+
+
+def test_refused_settings_give_a_clear_error_and_no_traceback(server, capfd):
+    c = client(server)
+    capfd.readouterr()
+    for args, needle in (
+        (("", 0, 5.0, 7, False, None, 0, False), "Steps: Value 0 is less than minimum value 1"),
+        (("", 4, -3.0, 7, False, None, 0, False), "Guidance (CFG): Value -3.0 is less than minimum value 0"),
+        (("", 4, 5.0, -5, False, None, 0, False), "Seed: Value -5 is less than minimum value 0"),
+        (("", 4, 5.0, 7, False, "13x17", 0, False), "Size (width x height): Value: 13x17 is not in the list of choices"),
+    ):
+        with pytest.raises(Exception, match=re.escape(needle)):
+            c.predict(*args, api_name="/generate")
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err[-2000:]
+    assert _generate(c, steps=2)[4].startswith("Run #")  # and the session still generates
 
 
 def test_segments_and_reroll(server):
@@ -321,7 +423,7 @@ def test_cancel_stops_a_running_generation(server):
         if st.progress_data:
             break
         time.sleep(0.05)
-    assert c.predict(api_name="/cancel").startswith("⏹")
+    assert c.predict(api_name="/cancel").startswith("Cancelling")
     status = job.result()[4]
     assert "cancelled" in status
     assert c.predict(api_name="/cancel") == "Nothing is running."
@@ -369,6 +471,18 @@ def test_undo_history_coalesces_typing_and_is_bounded():
     assert len(h["past"]) == editor.UNDO_LIMIT
     with pytest.raises(editor.EditError):
         editor.redo(editor.undo_init(), doc)
+
+
+# Emoji (and the variation selector that asks for one) render as empty boxes where no emoji font is
+# installed, e.g. Debian without fonts-noto-color-emoji.
+EMOJI = re.compile("[\U0001F000-\U0001FFFF\u2600-\u27BF\u23E9-\u23FA\u2B00-\u2BFF\uFE0F\u2139]")
+
+
+def test_no_emoji_in_what_the_studio_shows():
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "studio").glob("*.py")) + sorted((root / "assets" / "studio").glob("*")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            assert not EMOJI.search(line), f"{path.name}:{n}: {line.strip()}"
 
 
 def test_old_runs_are_pruned(tmp_path):

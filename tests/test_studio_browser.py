@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -128,7 +129,15 @@ def drag(pg, loc, dx: float, dy: float = 0.0, grip: str = "middle") -> None:
 # --------------------------------------------------------------------------------------------
 # Tests
 # --------------------------------------------------------------------------------------------
+def duplicate_ids(pg) -> list:
+    return pg.evaluate(
+        "() => { const n = {}; document.querySelectorAll('[id]').forEach(e => { if (e.id) n[e.id] = (n[e.id] || 0) + 1; });"
+        " return Object.entries(n).filter(([k, v]) => v > 1); }"
+    )
+
+
 def test_page_loads_with_one_row_per_subject(page):
+    assert duplicate_ids(page) == []
     labels = page.locator("#rt-timeline .rt-group-name").all_inner_texts()
     assert labels == ["the red striped circle", "the blue square"]
     assert sorted(page.locator("#rt-timeline .vis-item").all_inner_texts()) == ["jumps", "moves to the right", "moves up", "stays still"]
@@ -234,9 +243,21 @@ def test_upload_reference_and_refuse_bad_files(page, files, tmp_path):
     shot(page, "10-bad-references-refused")
 
 
+def open_settings(pg) -> None:
+    if not pg.locator("#rt-steps input[type=number]").is_visible():
+        pg.locator("#rt-settings").get_by_text("Generation settings").click()
+    pg.wait_for_selector("#rt-steps input[type=number]")
+
+
+def set_number(pg, elem_id: str, value) -> None:
+    box = pg.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
 def test_generate_shows_a_playable_mp4(page):
-    page.locator("#rt-steps input[type=number]").fill("4")
-    page.locator("#rt-steps input[type=number]").press("Enter")
+    open_settings(page)
+    set_number(page, "rt-steps", 4)
     page.locator("#rt-generate").click()
     page.wait_for_function("() => (document.querySelector('#rt-status') || {}).innerText && document.querySelector('#rt-status').innerText.includes('Run #1')", timeout=120_000)
     page.wait_for_selector("#rt-video video", timeout=30_000)
@@ -291,3 +312,163 @@ def test_plan_from_prompt_fills_the_widget(page):
     page.wait_for_function("() => [...document.querySelectorAll('#rt-timeline .vis-item')].map(e => e.innerText).includes('grows')")
     assert "offline rule planner" in page.locator("#rt-editor-msg").inner_text()
     shot(page, "14-planned")
+
+
+def text_box(pg, elem_id: str):
+    return pg.locator(f"#{elem_id}").locator("textarea, input").first
+
+
+def test_deleted_text_reaches_the_document(page):
+    """Select all + Backspace, and Backspace at the end of a name: Gradio 6.31's Textbox `input` event
+    never fires for deletions, so the studio listens to `change`."""
+    prompt = text_box(page, "rt-prompt")
+    before = doc(page)["prompt"]
+    assert before
+    prompt.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Backspace")
+    wait_doc(page, lambda d: d["prompt"] == "")
+    name = text_box(page, "rt-subject-name-0")
+    name.click()
+    page.keyboard.press("End")
+    for _ in range(7):
+        page.keyboard.press("Backspace")
+    d = wait_doc(page, lambda d: d["subjects"][0]["name"] == "the red striped")
+    assert name.input_value() == "the red striped" and d["prompt"] == ""
+    page.wait_for_function("() => document.querySelector('#rt-timeline .rt-group-name').innerText === 'the red striped'")
+    shot(page, "15-text-deleted")
+    # Typing still arrives; Undo puts the name back in the box, and that echo is not a new edit
+    # (which would clear the redo history).
+    name.type(" dot")
+    wait_doc(page, lambda d: d["subjects"][0]["name"] == "the red striped dot")
+    page.locator("#rt-undo").click()
+    wait_doc(page, lambda d: d["subjects"][0]["name"] == "the red striped circle")
+    page.wait_for_function("() => document.querySelector('#rt-subject-name-0 textarea, #rt-subject-name-0 input').value === 'the red striped circle'")
+    time.sleep(1.0)  # give an echo of the restored name time to arrive
+    assert doc(page)["subjects"][0]["name"] == "the red striped circle"
+    assert page.locator("#rt-redo").is_enabled()
+    page.locator("#rt-undo").click()
+    wait_doc(page, lambda d: d["prompt"] == before)
+    page.wait_for_function("(p) => document.querySelector('#rt-prompt textarea').value === p", arg=before)
+
+
+def test_generate_tab_fits_one_1440x900_screen(browser, server):
+    """The timeline, the preview player, Generate / Cancel and the progress are on one 1440x900 screen,
+    with three subjects too, and while a video is being made."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    pg = context.new_page()
+    try:
+        pg.goto(server.url)
+        pg.wait_for_selector("#rt-timeline .rt-root[data-ready='1']", timeout=30_000)
+        pg.wait_for_function("() => document.querySelectorAll('#rt-timeline .vis-item').length >= 4")
+
+        def on_screen(selector: str) -> dict:
+            bb = pg.locator(selector).first.bounding_box()
+            assert bb is not None, f"{selector} is not shown"
+            assert bb["x"] >= 0 and bb["y"] >= 0 and bb["x"] + bb["width"] <= 1440 and bb["y"] + bb["height"] <= 900, (selector, bb)
+            return bb
+
+        def check_screen() -> None:
+            assert pg.evaluate("() => window.scrollY") == 0
+            for sel in ("#rt-timeline", "#rt-timeline .vis-timeline", "#rt-video", "#rt-generate", "#rt-cancel", "#rt-status", "#rt-problems"):
+                on_screen(sel)
+
+        check_screen()
+        shot(pg, "16-layout-1440x900")
+        pg.locator("#rt-add-subject").click()
+        pg.wait_for_function("() => document.querySelectorAll('#rt-timeline .rt-group-name').length === 3")
+        check_screen()
+        shot(pg, "17-layout-three-subjects")
+        pg.locator("#rt-undo").click()  # the new subject has no reference yet: generate with the two others
+        pg.wait_for_function("() => document.querySelectorAll('#rt-timeline .rt-group-name').length === 2")
+        open_settings(pg)
+        set_number(pg, "rt-steps", 100)
+        pg.evaluate("() => window.scrollTo(0, 0)")
+        pg.locator("#rt-generate").click()
+        pg.wait_for_function("() => /Denoising step \\d+\\/\\d+/.test(document.querySelector('#rt-preview').innerText)", timeout=60_000)
+        progress = pg.locator("#rt-preview").get_by_text(re.compile(r"Denoising step \d+/\d+")).first
+        bb = progress.bounding_box()
+        assert bb and bb["y"] >= 0 and bb["y"] + bb["height"] <= 900, bb
+        check_screen()
+        shot(pg, "18-layout-progress")
+        pg.locator("#rt-cancel").click()
+        pg.wait_for_function("() => document.querySelector('#rt-status').innerText.includes('cancelled')", timeout=60_000)
+    finally:
+        context.close()
+
+
+def video_src(pg, elem_id: str) -> str | None:
+    loc = pg.locator(f"#{elem_id} video")
+    return loc.get_attribute("src") if loc.count() else None
+
+
+def frames_at(pg, src: str, tmp_path: Path, name: str):
+    from model.video import read_video
+
+    path = tmp_path / name
+    path.write_bytes(pg.request.get(src).body())
+    return read_video(path)[0]
+
+
+def test_reroll_after_loading_a_run_remakes_that_run(page, tmp_path):
+    players = ("rt-video", "rt-captioned", "rt-masks")
+    open_settings(page)
+    set_number(page, "rt-steps", 4)
+    page.locator("#rt-randomize input").uncheck()
+    runs = {}
+    for run, seed in ((1, 7), (2, 8)):
+        set_number(page, "rt-seed", seed)
+        page.locator("#rt-generate").click()
+        page.wait_for_function(f"() => document.querySelector('#rt-status').innerText.includes('Run #{run}:')", timeout=120_000)
+        page.wait_for_function(f"() => document.querySelectorAll('#rt-history img').length === {run}")
+        assert f"seed {seed}" in page.locator("#rt-status").inner_text()
+        runs[run] = {p: video_src(page, p) for p in players}
+        assert all(runs[run].values()), runs[run]
+    assert all(runs[1][p] != runs[2][p] for p in players)
+    page.locator("#rt-history img").nth(1).click()  # newest first: run #1
+    page.wait_for_function("() => document.querySelector('#rt-history-details').innerText.includes('Run #1')")
+    page.locator("#rt-history-load").click()
+    page.wait_for_function("() => document.querySelector('#rt-status').innerText.includes('Showing run #1')")
+    # every player shows the loaded run, not only the main one
+    page.wait_for_function(
+        "(want) => want.every(([id, src]) => { const v = document.querySelector('#' + id + ' video'); return v && v.getAttribute('src') === src; })",
+        arg=[[p, runs[1][p]] for p in players],
+    )
+    assert "run #1" in page.locator("#rt-reroll").inner_text()
+    assert page.locator("#rt-seed input[type=number]").input_value() == "7"
+    shot(page, "19-loaded-run-1")
+    page.locator("#rt-reroll").click()
+    page.wait_for_function("() => document.querySelector('#rt-status').innerText.includes('Run #3:')", timeout=120_000)
+    status = page.locator("#rt-status").inner_text()
+    assert "re-roll of run #1" in status and re.search(r"seed (\d+)", status).group(1) != "7", status
+    assert "re-roll of run #1" in page.locator("#rt-history").inner_text()
+    rerolled = frames_at(page, video_src(page, "rt-video"), tmp_path, "run3.mp4")
+    first = frames_at(page, runs[1]["rt-video"], tmp_path, "run1.mp4")
+    assert rerolled.shape == first.shape
+    assert abs(rerolled.astype(int) - first.astype(int)).mean() > 1.0  # a new seed, not run #1 again
+    shot(page, "20-rerolled-run-1")
+
+
+def test_a_reversed_block_is_drawn_kept_and_fixed(page, tmp_path):
+    """A block whose end comes before its start (from an imported file) is drawn, outlined, left as it
+    is by other edits, and repaired by Fix problems, which says so."""
+    d = doc(page)
+    d["subjects"][0]["actions"] = [{"start": 0.0, "end": 1.0, "text": "runs"}, {"start": 3.0, "end": 1.0, "text": "sits"}]
+    path = tmp_path / "reversed.json"
+    path.write_text(json.dumps(d), encoding="utf-8")
+    page.locator("#rt-json-accordion").click()
+    page.locator("#rt-import input[type=file]").set_input_files(str(path))
+    sits = page.locator("#rt-timeline .vis-item.rt-bad", has_text="sits")
+    sits.wait_for()
+    x0, pps = px_per_second(page)
+    bb = sits.bounding_box()
+    assert abs(bb["x"] - (x0 + 1.0 * pps)) < 4 and abs(bb["width"] - 2.0 * pps) < 4, bb
+    assert "(Fix problems: its start and end are swapped, to 1.00s-3.00s)" in page.locator("#rt-problems").inner_text()
+    shot(page, "21-reversed-block")
+    block(page, "runs").click()
+    page.keyboard.press("Delete")
+    wait_doc(page, lambda d: actions(d, "s1") == [(3.0, 1.0, "sits")])  # another edit does not repair it silently
+    page.locator("#rt-fix").click()
+    wait_doc(page, lambda d: actions(d, "s1") == [(1.0, 3.0, "sits")])
+    assert "its start and end are swapped, to 1.00s-3.00s" in page.locator("#rt-editor-msg").inner_text()
+    page.wait_for_function("() => !document.querySelector('#rt-timeline .vis-item.rt-bad')")

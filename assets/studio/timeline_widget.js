@@ -32,7 +32,7 @@
   const hint = document.createElement("span");
   hint.className = "rt-hint";
   hint.textContent =
-    "Drag a block to move it (also to another subject's row) · drag its edges to resize · double-click an empty spot to add · double-click a block to edit its caption · select a block and press Delete (or ×) to remove · Ctrl+wheel zooms";
+    "Drag a block to move it (or onto another row) · drag an edge to resize · double-click empty space to add, a block to edit its caption · Delete or × removes · Ctrl+wheel zooms";
   const holder = document.createElement("div");
   holder.className = "rt-vis";
   root.appendChild(toolbar);
@@ -46,6 +46,7 @@
   let nextId = 1;
   let seq = 0;
   let problems = [];
+  let indexOf = {}; // item id -> the index of its action in the document Python validated
   const items = new vis.DataSet();
   const groups = new vis.DataSet();
 
@@ -95,25 +96,35 @@
   }
 
   // ---- the document <-> items ---------------------------------------------------------------
-  function currentDoc() {
+  // A block whose end comes before its start (possible in an imported file) is drawn the right way
+  // round, outlined as a problem, and sent back as it is until the user drags it: only Python's
+  // "Fix problems" repairs it, and says so.
+  function currentDoc(order) {
     const subjects = doc.subjects.map((s) => Object.assign({}, s, { actions: [] }));
     const byId = {};
-    subjects.forEach((s) => (byId[s.id] = s));
+    const ids = {};
+    subjects.forEach((s) => ((byId[s.id] = s), (ids[s.id] = [])));
     items.get().forEach((it) => {
       const s = byId[it.group];
       if (!s) return;
-      s.actions.push({
-        start: Math.round(val(it.start)) / 1000,
-        end: Math.round(val(it.end)) / 1000,
-        text: String(it.content || ""),
+      const a = Math.round(val(it.start)) / 1000;
+      const b = Math.round(val(it.end)) / 1000;
+      s.actions.push({ start: it.reversed ? b : a, end: it.reversed ? a : b, text: String(it.content || ""), _id: it.id });
+    });
+    subjects.forEach((s) => {
+      s.actions.sort((a, b) => a.start - b.start || a.end - b.end);
+      s.actions.forEach((a, j) => {
+        if (order) order[a._id] = j;
+        delete a._id;
       });
     });
-    subjects.forEach((s) => s.actions.sort((a, b) => a.start - b.start || a.end - b.end));
     return Object.assign({}, doc, { subjects: subjects });
   }
 
   function emit(kind) {
-    doc = currentDoc();
+    // Python sorts each subject's actions exactly so: a problem's action index is then this order.
+    indexOf = {};
+    doc = currentDoc(indexOf);
     seq += 1;
     props.value = JSON.stringify({ timeline: doc, colors: colors, edit: kind, seq: seq });
     trigger("input");
@@ -140,14 +151,19 @@
       }))
     );
     items.clear();
+    indexOf = {};
     const list = [];
     doc.subjects.forEach((s, i) => {
-      (s.actions || []).forEach((a) => {
+      (s.actions || []).forEach((a, j) => {
+        const reversed = toMs(a.end) < toMs(a.start);
+        const id = nextId++;
+        indexOf[id] = j;
         list.push({
-          id: nextId++,
+          id: id,
           group: s.id,
-          start: toMs(a.start),
-          end: toMs(a.end),
+          start: toMs(reversed ? a.end : a.start),
+          end: toMs(reversed ? a.start : a.end),
+          reversed: reversed,
           content: a.text,
           className: itemClass(i, false),
         });
@@ -182,11 +198,8 @@
     });
     const updates = [];
     doc.subjects.forEach((s, i) => {
-      const mine = items
-        .get({ filter: (it) => it.group === s.id })
-        .sort((a, b) => val(a.start) - val(b.start) || val(a.end) - val(b.end));
-      mine.forEach((it, j) => {
-        const msgs = bad[s.id + "#" + j];
+      items.get({ filter: (it) => it.group === s.id }).forEach((it) => {
+        const msgs = bad[s.id + "#" + indexOf[it.id]];
         const cls = itemClass(i, !!msgs);
         const title = msgs ? msgs.join("\n") : it.content + " (" + secs(it.start) + "–" + secs(it.end) + "s)";
         if (it.className !== cls || it.title !== title) updates.push({ id: it.id, className: cls, title: title });
@@ -289,6 +302,7 @@
       callback(item);
     },
     onMove: (item, callback) => {
+      item.reversed = false; // dragged: the user set its times
       callback(item);
       setTimeout(() => emit("move"), 0);
     },
@@ -300,6 +314,7 @@
       item.start = new Date(s0);
       item.end = new Date(e0);
       item.type = "range";
+      item.reversed = false;
       item.content = "new action";
       if (item.group == null) item.group = doc.subjects[0].id;
       item.className = itemClass(Math.max(0, subjectIndex(item.group)), false);
