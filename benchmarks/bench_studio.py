@@ -156,7 +156,7 @@ def main() -> None:
                 # Generation from the button press.
                 t = time.perf_counter()
                 page.locator("#rt-generate").click()
-                page.wait_for_function("() => /Run #1|❌/.test(document.querySelector('#rt-status').innerText)", timeout=300_000)
+                page.wait_for_function("() => /Run #1|Not generated|Generation failed|cancelled/.test(document.querySelector('#rt-status').innerText)", timeout=300_000)
                 if "❌" in page.locator("#rt-status").inner_text():
                     raise RuntimeError(page.locator("#rt-status").inner_text())
                 page.wait_for_function("() => { const v = document.querySelector('#rt-video video'); return v && v.readyState >= 2; }", timeout=60_000)

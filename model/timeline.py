@@ -420,10 +420,15 @@ def _rule_problems(tl: Timeline) -> list[Problem]:
         for prev, cur in zip(order, order[1:]):
             a, b = s.actions[prev], s.actions[cur]
             if b.start < a.end - _EPS:
+                # a hint that can be followed: fix_overlaps() starts the later action where the earlier one ends,
+                # which only helps when enough of it is left before the end of both it and the video
+                start_ok = a.end + min_span <= min(b.end, tl.duration) + _EPS
+                hint = (f"move it, or let fix_overlaps() start it at {a.end:.2f}s" if start_ok
+                        else f"move or shorten action {prev + 1}: starting action {cur + 1} after it would leave less than {min_span:.2f}s")
                 p.append(
                     Problem(
                         f"{sp}/actions/{cur}",
-                        f"{label}: action {cur + 1} {_fmt(b)} overlaps action {prev + 1} {_fmt(a)} by {a.end - b.start:.2f}s (fix: move it, or use 'fix overlaps' to start it at {a.end:.2f}s)",
+                        f"{label}: action {cur + 1} {_fmt(b)} overlaps action {prev + 1} {_fmt(a)} by {a.end - b.start:.2f}s (fix: {hint})",
                         s.id,
                         cur,
                         fixable=True,

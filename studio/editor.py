@@ -69,9 +69,8 @@ def problems_of(doc: dict, max_subjects: int | None = None) -> list[Problem]:
     return found
 
 
-# `Timeline.problems()` ends an overlap with its own repair hint, "(fix: ... 'fix overlaps' to start it at
-# X)": the studio's button is called Fix problems, and X can lie past the video's end. The studio's hint
-# (from `fix_report`) replaces it.
+# `Timeline.problems()` ends an overlap with its own repair hint, "(fix: ...)", written for API users
+# (fix_overlaps()); the studio's hint (from `fix_report`) names what its Fix problems button will do instead.
 _MODEL_HINT = re.compile(r" \(fix: [^)]*\)$")
 
 

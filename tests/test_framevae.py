@@ -120,3 +120,24 @@ def test_the_original_pyramid_layout_keeps_its_parameter_names():
     assert {"enc_group.net.2.0.weight", "enc_group.net.2.3.weight", "dec_group.net.4.0.weight", "dec_group.net.5.weight"} <= names
     with pytest.raises(ValueError, match="arch"):
         FrameGroupVAE(z_dim=4, width=8, arch="unet")
+
+
+def test_linear_arch_is_the_pca_autoencoder_alone(tmp_path):
+    """vae.arch 'linear' (the ladder's latent): no conv stacks, encode and decode are linear maps set by init_pca,
+    so decoding is affine in the latent (a small latent error is a small pixel error) and the pair reconstructs
+    the data's principal subspace."""
+    g = torch.Generator().manual_seed(0)
+    videos = torch.rand(6, 3, 9, 16, 16, generator=g) * 2 - 1
+    vae = FrameGroupVAE(z_dim=8, linear_path=True, arch="linear")
+    assert not any(n.startswith(("enc_", "dec_")) for n, _ in vae.named_parameters())
+    kept = vae.init_pca(videos)
+    assert 0 < kept["group"] <= 1
+    with torch.no_grad():
+        z = vae.encode(videos[:2]).latent_dist.mode()
+        d = torch.randn(z.shape, generator=g)
+        dec = lambda x: vae.decode(x).sample  # noqa: E731
+        assert torch.allclose(dec(z + d) - dec(z), dec(z + 2 * d) - dec(z + d), atol=1e-4)  # affine
+    vae.save_pretrained(tmp_path / "v")
+    assert load_vae(tmp_path / "v").config.arch == "linear"
+    with pytest.raises(ValueError, match="linear_path"):
+        FrameGroupVAE(z_dim=8, arch="linear")

@@ -249,3 +249,20 @@ def test_any_seed_gives_a_valid_clip(seed, duration, n):
     for acts, ident in zip(clip.actions, clip.identities):
         assert not (ident.rotation_invisible and "spin" in acts)  # a spin must be visible
         assert all(a != b for a, b in zip(acts, acts[1:]))
+
+
+def test_canonical_placement_is_a_function_of_the_timeline_and_sizes():
+    """world.placement='canonical' (the ladder's worlds): subject i of S starts centred on the i-th of S columns, so two
+    scenes with the same timeline, sizes and subject count start in the same place whatever else was drawn."""
+    from train.sprites import WorldConfig, generate_clip
+
+    w = WorldConfig.from_kwargs(duration=2.0, min_subjects=2, max_subjects=2, max_actions=1, actions=("stay",), unit_range=(0.15, 0.15),
+                                placement="canonical", textures=("solid",), background_styles=("flat",))
+    starts = {(tuple(c.states["x"][:, 0]), tuple(c.states["y"][:, 0])) for c in (generate_clip(s, w) for s in range(6))}
+    assert starts == {((16.0, 48.0), (32.0, 32.0))}  # 'stay' everywhere: the column centres of a 64-pixel frame
+    rand = {tuple(generate_clip(s, w.__class__.from_kwargs(**{**w.to_dict(), "placement": "random"})).states["x"][:, 0]) for s in range(6)}
+    assert len(rand) > 1
+    with pytest.raises(ValueError, match="placement"):
+        WorldConfig.from_kwargs(placement="grid")
+    with pytest.raises(ValueError, match="textures"):
+        WorldConfig.from_kwargs(textures=("plaid",))

@@ -122,3 +122,42 @@ def test_sigma_shift_moves_training_noise_towards_where_a_shifted_sampler_spends
     shifted = shift_sigmas(s, 3.0)
     assert 0.0 <= float(shifted.min()) and float(shifted.max()) <= 1.0 and torch.all(shifted >= s)
     assert abs(float(shifted.median()) - 0.75) < 0.01  # the median 0.5 maps to 3*0.5/(1+2*0.5)
+
+
+def test_bce_mask_loss_tracks_coverage_where_focal_does_not():
+    """Issue 14, defect 2: the focal loss's optimum for a soft target of 33% coverage is p ~ 0.16; BCE's is 0.33."""
+    from train.loop import mask_head_loss
+
+    target = torch.full((1, 1, 1), 0.33)
+    valid = torch.ones(1, 1, 1, dtype=torch.bool)
+    best = {}
+    for kind in ("focal", "bce"):
+        grid = torch.linspace(-4, 2, 601)
+        losses = [mask_head_loss(torch.full((1, 1, 1), float(x)), target, kind, 0.25, 2.0, valid).item() for x in grid]
+        best[kind] = torch.sigmoid(grid[int(torch.tensor(losses).argmin())]).item()
+    assert abs(best["bce"] - 0.33) < 0.01 and best["focal"] < 0.2
+
+
+def test_binding_recall_counts_true_subject_tokens_that_get_their_label():
+    from model.rope import binding_recall
+
+    cover = torch.tensor([[[0.9, 0.8, 0.1, 0.0], [0.0, 0.1, 0.7, 0.0]]])  # subject 0 owns tokens 0-1, subject 1 token 2
+    probs = torch.tensor([[[0.6, 0.2, 0.0, 0.0], [0.0, 0.0, 0.5, 0.0]]])
+    assert binding_recall(probs, cover, threshold=0.3) == pytest.approx(2 / 3)  # token 1 falls under the threshold
+    assert binding_recall(probs, cover, threshold=0.1) == pytest.approx(1.0)
+    assert binding_recall(probs, torch.zeros_like(cover), threshold=0.3) is None
+
+
+def test_timeline_lr_scale_gives_the_timeline_weights_their_own_rate(tmp_path):
+    from train.loop import optimizer_groups
+
+    cfg = load_config(TINY, {"output_dir": str(tmp_path), "optim": {"timeline_lr_scale": 5.0}})
+    model = build_transformer(cfg, 4, 32)
+    params = list(model.parameters())
+    base, tl = optimizer_groups(model, params, cfg.optim)
+    tl_names = {n for n, p in model.named_parameters() if any(p is q for q in tl["params"])}
+    assert tl["lr"] == pytest.approx(5 * cfg.optim.lr) and "lr" not in base
+    assert tl_names and all(".timeline_" in f".{n}" for n in tl_names)
+    assert "blocks.0.timeline_out.weight" in tl_names and "blocks.0.attn2.to_k.weight" not in tl_names
+    assert len(base["params"]) + len(tl["params"]) == len(params)
+    assert optimizer_groups(model, params, load_config(TINY).optim) is params  # scale 1: one group, old checkpoints resume

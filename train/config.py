@@ -90,6 +90,9 @@ class OptimConfig:
     lr: float = 1e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
+    # learning rate of the timeline attention's own weights (timeline_to_k/v, timeline_out, timeline_identity) relative
+    # to lr: its output starts at zero, so for hundreds of steps its weights see gradients 30-100x smaller than the base's
+    timeline_lr_scale: float = 1.0
     grad_clip: float = 1.0
     mask_loss_weight: float = 0.5
     fg_loss_weight: float = 0.0  # flow loss weight per latent = 1 + this * subject-mask coverage (0 = Wan's plain MSE)
@@ -166,6 +169,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.mixed_precision", f"must be 'no', 'bf16' or 'fp16', got {o.mixed_precision!r}")
     if not (isinstance(o.fg_loss_weight, (int, float)) and o.fg_loss_weight >= 0):
         bad("optim.fg_loss_weight", f"must be a number >= 0, got {o.fg_loss_weight!r}")
+    if not (isinstance(o.timeline_lr_scale, (int, float)) and o.timeline_lr_scale > 0):
+        bad("optim.timeline_lr_scale", f"must be a number > 0, got {o.timeline_lr_scale!r}")
     if o.mask_loss not in ("focal", "bce"):
         bad("optim.mask_loss", f"must be 'focal' or 'bce', got {o.mask_loss!r}")
     if o.binding_masks not in ("ground_truth", "predicted", "none"):

@@ -165,7 +165,7 @@ class Trainer:
         if not cfg.optim.train_base:
             for n, p in self.model.named_parameters():
                 p.requires_grad_(ReactIDTransformer.is_reactid_param(n))
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=(0.9, 0.99))
+        self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, params, cfg.optim), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=(0.9, 0.99))
         total, warm = cfg.optim.steps, cfg.optim.warmup_steps
         self.lr_lambda = lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
@@ -337,6 +337,17 @@ class Trainer:
 
     def final_model(self) -> ReactIDTransformer:
         return self.accelerator.unwrap_model(self.model).eval()
+
+
+def optimizer_groups(model, params: list, optim) -> list:
+    """One group at optim.lr, or (optim.timeline_lr_scale != 1) a second for the timeline attention's own weights:
+    its output starts at zero, so at first they see gradients far smaller than the base's. One group when the scale
+    is 1 keeps checkpoints written before the option existed resumable."""
+    if optim.timeline_lr_scale == 1.0:
+        return params
+    is_tl = {id(p) for n, p in model.named_parameters() if ".timeline_" in f".{n}"}
+    return [{"params": [p for p in params if id(p) not in is_tl]},
+            {"params": [p for p in params if id(p) in is_tl], "lr": optim.lr * optim.timeline_lr_scale}]
 
 
 def mask_head_loss(logits, targets, kind: str, alpha: float, gamma: float, valid) -> torch.Tensor:

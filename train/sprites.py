@@ -336,6 +336,10 @@ class WorldConfig:
     actions: tuple[str, ...] = ACTIONS
     textures: tuple[str, ...] = TEXTURES  # the learnability ladder's easy worlds use ("solid",)
     background_styles: tuple[str, ...] = BACKGROUND_STYLES  # ... and ("flat",)
+    # 'random': start positions drawn anywhere the motion fits. 'canonical': subject i of S starts with its path
+    # centred on the i-th of S columns at mid-height (clamped to fit), so a scene is a function of its
+    # references, timeline and sizes: the layout is no longer something a small model must learn to sample.
+    placement: str = "random"
 
     def validate(self) -> "WorldConfig":
         def bad(key, msg):
@@ -362,6 +366,8 @@ class WorldConfig:
         bad_bg = [b for b in self.background_styles if b not in BACKGROUND_STYLES]
         if bad_bg or not self.background_styles:
             bad("background_styles", f"unknown style(s) {bad_bg}; known: {', '.join(BACKGROUND_STYLES)}")
+        if self.placement not in ("random", "canonical"):
+            bad("placement", f"must be 'random' or 'canonical', got {self.placement!r}")
         if self.ref_size < 8:
             bad("ref_size", "must be >= 8")
         return self
@@ -563,7 +569,16 @@ def _plan_subject(rng, identity, actions, frame_spans, world, num_frames, unit_p
 
 def _place(rng, plans: list[_SubjectPlan], world: WorldConfig, tries: int = 40) -> list[tuple[int, int]]:
     """Start positions inside the frame; among `tries` draws keep the one whose subjects come
-    least close (occlusion stays possible, but rare and small by default)."""
+    least close (occlusion stays possible, but rare and small by default). World placement 'canonical':
+    no draw, each subject's path centred on its own column (WorldConfig.placement)."""
+    if world.placement == "canonical":
+        S = len(plans)
+        pos = []
+        for i, p in enumerate(plans):
+            x = world.width * (i + 0.5) / S - 0.5 * float(p.rel["x"].min() + p.rel["x"].max())
+            y = world.height / 2 - 0.5 * float(p.rel["y"].min() + p.rel["y"].max())
+            pos.append((int(np.clip(round(x), p.xr[0], p.xr[1])), int(np.clip(round(y), p.yr[0], p.yr[1]))))
+        return pos
     best, best_sep = None, -1.0
     for _ in range(tries):
         pos = [(int(rng.integers(p.xr[0], p.xr[1] + 1)), int(rng.integers(p.yr[0], p.yr[1] + 1))) for p in plans]
