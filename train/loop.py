@@ -52,10 +52,12 @@ def build_text_encoder(cfg: TrainConfig):
         from transformers import AutoTokenizer
 
         d = Path(cfg.text.checkpoint)
-        conf = d / "tokenizer_config.json"
+        # a pipeline directory's text_encoder/ keeps its tokenizer beside it, in tokenizer/
+        tok_dir = d if (d / "tokenizer_config.json").is_file() or not (d.parent / "tokenizer" / "tokenizer_config.json").is_file() else d.parent / "tokenizer"
+        conf = tok_dir / "tokenizer_config.json"
         # the byte-level tokenizer of a project-trained encoder has no fast version for AutoTokenizer to build
         byt5 = conf.is_file() and json.loads(conf.read_text()).get("tokenizer_class") == "ByT5Tokenizer"
-        return UMT5EncoderModel.from_pretrained(d).eval(), (ByT5Tokenizer.from_pretrained(d) if byt5 else AutoTokenizer.from_pretrained(d))
+        return UMT5EncoderModel.from_pretrained(d).eval(), (ByT5Tokenizer.from_pretrained(tok_dir) if byt5 else AutoTokenizer.from_pretrained(tok_dir))
     torch.manual_seed(cfg.seed + 17)  # frozen random encoder: deterministic given the seed
     return tiny_text_encoder(cfg.text.d_model, cfg.text.layers, cfg.text.heads), ByT5Tokenizer()
 
