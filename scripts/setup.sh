@@ -23,6 +23,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build on a CPU machine.
   .venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q -r "$req" 2>&1 | grep -v "is ignored" || true
+  # packages whose declared dependencies would break this environment (see the file's comments)
+  .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import torch, diffusers, gradio" # fail loudly if the install did not work
   echo "$want" > "$stamp"
 fi
