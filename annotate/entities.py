@@ -100,7 +100,16 @@ def extract_entities(caption: str, taxonomy: Taxonomy, filter_plural: bool = Tru
     if nlp is not None:
         backend = f"taxonomy+spacy({nlp.meta.get('name', 'en')}-{nlp.meta.get('version', '')})"
         doc = nlp(caption)
-        for chunk in doc.noun_chunks:
+        chunks = list(doc.noun_chunks)
+        covered = {t.i for c in chunks for t in c}
+        # a taxonomy noun the parser did not put in a chunk ("a magenta checkered cross" parses as
+        # "a magenta" + a noun): its left subtree is the phrase
+        for t in doc:
+            if t.i not in covered and t.pos_ in ("NOUN", "PROPN") and (t.lemma_.lower() in taxonomy.terms or t.text.lower() in taxonomy.terms):
+                chunks.append(doc[t.left_edge.i:t.i + 1])
+                covered |= set(range(t.left_edge.i, t.i + 1))
+        chunks.sort(key=lambda c: c.start)
+        for chunk in chunks:
             root = chunk.root
             words = [t.lemma_.lower() if t.i == root.i else t.text.lower() for t in chunk if not t.is_punct]
             hit = taxonomy.lookup(words) or taxonomy.lookup([t.text.lower() for t in chunk if not t.is_punct])

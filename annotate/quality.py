@@ -7,8 +7,9 @@
   pans do not count as subject motion. When subject masks are known (after the masks stage) they
   give the foreground instead (`motion_scores(frames, masks=...)`).
 - **Text and watermarks.** OCR text detection (rapidocr's PP-OCR detector, onnxruntime) on
-  frames sampled through the clip; boxes with confidence >= 0.7 (the paper's threshold) that
-  have the shape of a line of text are text. The clip is cropped to the largest axis-aligned rectangle free of text in every
+  frames sampled through the clip; a region is text when the detector finds it, it has the
+  shape of a line, the recogniser reads two or more letters or digits in it with confidence >= 0.7
+  (the paper's threshold), and it is found at the same place in two sampled frames. The clip is cropped to the largest axis-aligned rectangle free of text in every
   sampled frame.
 - **Hooks** for aesthetic and technical scores: any callable `frames -> float` registered under a
   name. The offline technical score is sharpness (variance of the Laplacian, "sharpness-laplacian");
@@ -37,6 +38,8 @@ class QualityConfig:
     ocr_frames: int = 4  # frames sampled through the clip for OCR
     ocr_min_score: float = 0.7
     ocr_min_aspect: float = 1.5  # a text region is a line: long side >= this x short side (see text_boxes)
+    ocr_min_chars: int = 2  # letters or digits the recogniser must read in a region, with confidence >= ocr_min_score
+    ocr_min_frames: int = 2  # a region must be found at the same place in this many sampled frames (overlays stay put)
     min_keep_fraction: float = 0.4  # a text-free area smaller than this share of the frame fails the clip
     min_crop_side: int = 16
     min_motion: float | None = None  # foreground motion (px/frame) below this fails the clip
@@ -88,7 +91,7 @@ _OCR = {}
 
 
 def rapidocr_engine():
-    """rapidocr's detector (models ship in its wheel), one per process, one thread."""
+    """rapidocr (PP-OCR detection + recognition models ship in its wheel), one per process, one thread."""
     if "engine" not in _OCR:
         try:
             from rapidocr import RapidOCR
@@ -96,29 +99,39 @@ def rapidocr_engine():
             raise NotAvailable(f"rapidocr is not available: {exc}") from None
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
         _OCR["engine"] = RapidOCR(params={"EngineConfig.onnxruntime.intra_op_num_threads": 1, "Global.use_cls": False,
-                                          "Global.use_rec": False, "Global.log_level": "error"})
+                                          "Global.log_level": "error"})
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
     return _OCR["engine"]
 
 
-def text_boxes(frame: np.ndarray, min_score: float = 0.7, min_aspect: float = 1.5) -> list[tuple[np.ndarray, float]]:
-    """Text regions of one frame: (polygon [4, 2] in pixels, score) with score >= min_score and the
-    shape of a line of text (long side >= min_aspect x short side). The aspect rule is ours: on
-    sprite clips the detector also fires on striped and checkered sprites (square boxes, scores
-    0.63-0.81), while captions, subtitles and watermarks are lines."""
+def text_boxes(frame: np.ndarray, min_score: float = 0.7, min_aspect: float = 1.5, min_chars: int = 2) -> list[tuple[np.ndarray, float, str]]:
+    """Text regions of one frame: (polygon [4, 2] in pixels, confidence, text). A region counts
+    when the detector finds it (score >= min_score), it has the shape of a line of text (long side
+    >= min_aspect x short side), and the recogniser reads at least `min_chars` letters or digits in
+    it with confidence >= min_score (the paper's "OCR confidence above 0.7"). The shape and reading
+    checks are ours: on sprite clips the detector alone fires on striped and checkered sprites
+    (scores 0.63-0.81) where the recogniser reads nothing or a symbol."""
     eng = rapidocr_engine()
     img = np.ascontiguousarray(frame[..., ::-1])  # rapidocr reads BGR like OpenCV
     r = eng(img, use_det=True, use_cls=False, use_rec=False)
     if r.boxes is None:
         return []
     scores = list(r.scores) if r.scores is not None else [1.0] * len(r.boxes)
+    H, W = frame.shape[:2]
     out = []
     for b, s in zip(r.boxes, scores):
         p = np.asarray(b, dtype=np.float32)
         sides = np.linalg.norm(p - np.roll(p, -1, axis=0), axis=1)
         long, short = max(sides[0], sides[1]), max(1e-3, min(sides[0], sides[1]))
-        if float(s) >= min_score and long / short >= min_aspect:
-            out.append((p, float(s)))
+        if float(s) < min_score or long / short < min_aspect:
+            continue
+        x0, y0 = np.clip(np.floor(p.min(0)).astype(int), 0, [W - 1, H - 1])
+        x1, y1 = np.clip(np.ceil(p.max(0)).astype(int) + 1, 1, [W, H])
+        rec = eng(np.ascontiguousarray(img[y0:y1, x0:x1]), use_det=False, use_cls=False, use_rec=True)
+        txt = "".join(rec.txts or ()) if getattr(rec, "txts", None) else ""
+        conf = float(np.mean(rec.scores)) if getattr(rec, "scores", None) else 0.0
+        if conf >= min_score and sum(ch.isalnum() for ch in txt) >= min_chars:
+            out.append((p, min(float(s), conf), txt))
     return out
 
 
@@ -147,29 +160,44 @@ def largest_free_rectangle(blocked: np.ndarray) -> tuple[int, int, int, int]:
     return best
 
 
-def text_crop(frames: np.ndarray, config: QualityConfig | None = None, detector=None) -> dict:
-    """Find text in sampled frames and the largest text-free crop. -> {"boxes", "crop": (x, y, w, h)
-    or None when the frame has no text, "keep_fraction"}."""
-    cfg = config or QualityConfig()
-    F, H, W, _ = frames.shape
-    det = detector or (lambda f: text_boxes(f, cfg.ocr_min_score, cfg.ocr_min_aspect))
-    idx = np.unique(np.linspace(0, F - 1, min(cfg.ocr_frames, F)).round().astype(int))
-    blocked = np.zeros((H, W), dtype=bool)
-    found = []
+def _poly_mask(poly: np.ndarray, H: int, W: int) -> np.ndarray:
     import cv2
 
+    m = np.zeros((H, W), np.uint8)
+    cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1)
+    return m.astype(bool)
+
+
+def text_crop(frames: np.ndarray, config: QualityConfig | None = None, detector=None) -> dict:
+    """Find text in sampled frames and the largest text-free crop. -> {"boxes", "crop": (x, y, w, h)
+    or None when the clip has no text, "keep_fraction"}. A region must be found at the same place
+    (overlapping) in `ocr_min_frames` sampled frames: overlays, subtitles and watermarks stay put."""
+    import cv2
+
+    cfg = config or QualityConfig()
+    F, H, W, _ = frames.shape
+    det = detector or (lambda f: text_boxes(f, cfg.ocr_min_score, cfg.ocr_min_aspect, cfg.ocr_min_chars))
+    idx = np.unique(np.linspace(0, F - 1, min(cfg.ocr_frames, F)).round().astype(int))
+    regions = []  # (frame, polygon, score, text, mask)
     for f in idx:
-        for poly, score in det(frames[f]):
-            m = np.zeros((H, W), np.uint8)
-            cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1)
-            blocked |= m.astype(bool)
-            found.append({"frame": int(f), "polygon": np.round(poly, 1).tolist(), "score": round(float(score), 4)})
+        for poly, score, *txt in det(frames[f]):
+            regions.append((int(f), poly, float(score), txt[0] if txt else "", _poly_mask(poly, H, W)))
+    need = min(cfg.ocr_min_frames, len(idx))
+    blocked = np.zeros((H, W), dtype=bool)
+    found = []
+    for f, poly, score, txt, m in regions:
+        frames_seen = {g for g, *_, m2 in regions if (m & m2).any()}
+        if len(frames_seen) >= need:
+            blocked |= m
+            found.append({"frame": f, "polygon": np.round(poly, 1).tolist(), "score": round(score, 4), "text": txt})
     if not found:
-        return {"boxes": [], "crop": None, "keep_fraction": 1.0, "frames_checked": idx.tolist()}
+        return {"boxes": [], "crop": None, "keep_fraction": 1.0, "frames_checked": idx.tolist(),
+                "unconfirmed": len(regions)}
     blocked = cv2.dilate(blocked.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # a pixel of margin
     x, y, w, h = largest_free_rectangle(blocked)
     w, h = w - (w % 2), h - (h % 2)  # even sides: H.264 previews need them
-    return {"boxes": found, "crop": (int(x), int(y), int(w), int(h)), "keep_fraction": float(w * h) / float(H * W), "frames_checked": idx.tolist()}
+    return {"boxes": found, "crop": (int(x), int(y), int(w), int(h)), "keep_fraction": float(w * h) / float(H * W),
+            "frames_checked": idx.tolist(), "unconfirmed": len(regions) - len(found)}
 
 
 def sharpness(frames: np.ndarray) -> float:
@@ -192,7 +220,7 @@ def assess(frames: np.ndarray, config: QualityConfig | None = None, clip_id: str
         except NotAvailable as exc:
             t = {"boxes": [], "crop": None, "keep_fraction": 1.0, "skipped": str(exc)}
         rec["text"] = t
-        backends["text"] = "rapidocr-ppocr-det" if "skipped" not in t else "none (rapidocr not available)"
+        backends["text"] = "rapidocr-ppocr(det+rec)" if "skipped" not in t else "none (rapidocr not available)"
         if t["crop"] is not None:
             x, y, w, h = t["crop"]
             if t["keep_fraction"] < cfg.min_keep_fraction or min(w, h) < cfg.min_crop_side:

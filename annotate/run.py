@@ -124,7 +124,7 @@ def _task(args: tuple) -> dict:
 
 def process_one(config: PipelineConfig, path: str, out: str, skip: list[str]) -> dict:
     """What a Ray task runs (module-level, so Ray can pickle it by reference)."""
-    if "config" not in _WORKER or _WORKER["config"] is not config:
+    if _WORKER.get("config") != config:  # Ray hands each task its own copy: compare by value, build once per worker
         _init_worker(config)
     return _task((path, out, set(skip)))
 
