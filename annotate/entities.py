@@ -91,6 +91,50 @@ def _the(text: str) -> str:
     return "the " + t
 
 
+_BOUNDARY_POS = ("PUNCT", "CCONJ", "ADP", "SCONJ", "AUX")
+
+
+def _extend_left(doc, chunk):
+    """"a magenta dotted square" can come out as the chunks "a magenta" and "dotted square": a chunk
+    that does not start with a determiner grows left to the nearest one, within its phrase."""
+    if chunk[0].lower_ in ("a", "an", "the", "one"):
+        return chunk
+    j = chunk.start - 1
+    while j >= 0 and not (doc[j].is_punct or doc[j].lower_ in ("and", "or") or doc[j].pos_ in ("ADP", "CCONJ", "AUX")):
+        if doc[j].lower_ in ("a", "an", "the", "one"):
+            return doc[j:chunk.end]
+        j -= 1
+    return chunk
+
+
+def _determiner_phrases(doc, taxonomy: Taxonomy, taken: set[int]) -> list:
+    """Phrases "a|an|the ... TERM" that end at a boundary (punctuation, "and", a preposition, the
+    end), whatever the parser tagged the words. The small English model tags "square" and
+    "cross" as adjectives or verbs in captions like "a magenta striped square on a grey background",
+    and then makes no noun chunk of them; "a man crosses the street" stays a verb (no boundary
+    after it)."""
+    out = []
+    n = len(doc)
+    for t in doc:
+        if t.i in taken or t.is_punct:
+            continue
+        nxt = doc[t.i + 1] if t.i + 1 < n else None
+        if nxt is not None and not (nxt.is_punct or nxt.pos_ in _BOUNDARY_POS or nxt.lower_ in ("and", "or", "with", "on", "in")):
+            continue
+        j = t.i - 1
+        while j >= 0 and not (doc[j].is_punct or doc[j].lower_ in ("and", "or") or doc[j].pos_ in ("ADP", "CCONJ", "AUX") or j in taken):
+            if doc[j].lower_ in ("a", "an", "the", "one"):
+                break
+            j -= 1
+        if j < 0 or doc[j].lower_ not in ("a", "an", "the", "one") or j in taken:
+            continue
+        words = [w.text.lower() for w in doc[j + 1:t.i + 1]]
+        if taxonomy.lookup(words) or taxonomy.lookup(words[:-1] + [t.lemma_.lower()]):
+            out.append(doc[j:t.i + 1])
+            taken |= set(range(j, t.i + 1))
+    return out
+
+
 def extract_entities(caption: str, taxonomy: Taxonomy, filter_plural: bool = True, clip_id: str | None = None) -> tuple[list[Entity], str, list[str]]:
     """-> (entities, backend name, notes). Raises StageError for no entity or a plural one."""
     nlp = spacy_model()
@@ -100,14 +144,10 @@ def extract_entities(caption: str, taxonomy: Taxonomy, filter_plural: bool = Tru
     if nlp is not None:
         backend = f"taxonomy+spacy({nlp.meta.get('name', 'en')}-{nlp.meta.get('version', '')})"
         doc = nlp(caption)
-        chunks = list(doc.noun_chunks)
-        covered = {t.i for c in chunks for t in c}
-        # a taxonomy noun the parser did not put in a chunk ("a magenta checkered cross" parses as
-        # "a magenta" + a noun): its left subtree is the phrase
-        for t in doc:
-            if t.i not in covered and t.pos_ in ("NOUN", "PROPN") and (t.lemma_.lower() in taxonomy.terms or t.text.lower() in taxonomy.terms):
-                chunks.append(doc[t.left_edge.i:t.i + 1])
-                covered |= set(range(t.left_edge.i, t.i + 1))
+        chunks = [c for c in doc.noun_chunks if taxonomy.lookup([t.lemma_.lower() if t.i == c.root.i else t.text.lower() for t in c if not t.is_punct])
+                  or taxonomy.lookup([t.text.lower() for t in c if not t.is_punct])]
+        chunks = [_extend_left(doc, c) for c in chunks]
+        chunks += _determiner_phrases(doc, taxonomy, {t.i for c in chunks for t in c})
         chunks.sort(key=lambda c: c.start)
         for chunk in chunks:
             root = chunk.root
