@@ -23,7 +23,7 @@ import hashlib
 import re
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,7 @@ class PipelineConfig:
     taxonomy: list[str] = field(default_factory=list)  # extra taxonomy files
     filter_plural: bool = True
     close_px: int = 1
+    timeline_grounder: bool = True  # the offline motion-grounder's candidates in the timeline ensemble
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -130,10 +131,11 @@ class Pipeline:
             from .hub import DinoV2Features
 
             self.scene_feature = DinoV2Features(cfg.scene_model)
+        self.quality = cfg.quality
         if cfg.raft_weights:
             from .hub import RaftFlow
 
-            cfg.quality.flow = RaftFlow(cfg.raft_weights)
+            self.quality = replace(cfg.quality, flow=RaftFlow(cfg.raft_weights))  # the config itself stays plain data
         self.entities = EntityStage(self.taxonomy, vlm, cfg.filter_plural)
         self.detection = DetectionStage(default_detectors(self.taxonomy, cfg.detector_model, cfg.verifier_model))
         if cfg.masker == "sam2":
@@ -146,7 +148,7 @@ class Pipeline:
             raise NotAvailable(f"unknown masker {cfg.masker!r} (grabcut or sam2)")
         self.masks = MaskStage(masker, cfg.close_px)
         self.faces = FaceStage(masker=masker) if cfg.faces else None
-        self.timeline = default_timeline_stage(self.taxonomy.actions, vlm, cfg.motion)
+        self.timeline = default_timeline_stage(self.taxonomy.actions, vlm, cfg.motion, grounder=cfg.timeline_grounder)
 
     # ------------------------------------------------------------------------------------
     def process_video(self, path: str | Path, out_dir: str | Path, skip_clips: set[str] | frozenset = frozenset()) -> dict:
@@ -198,7 +200,7 @@ class Pipeline:
         from .quality import assess
 
         clip._stage = "quality"
-        frames, q = assess(clip.frames, self.config.quality, clip.clip_id)
+        frames, q = assess(clip.frames, self.quality, clip.clip_id)
         if frames is not clip.frames:
             clip.source["crop"] = list(q["text"]["crop"])
             clip.frames = frames

@@ -425,10 +425,10 @@ class TimelineStage:
         return out
 
 
-def default_timeline_stage(captions: dict[str, str], vlm=None, config: MotionConfig | None = None) -> TimelineStage:
+def default_timeline_stage(captions: dict[str, str], vlm=None, config: MotionConfig | None = None, grounder: bool = True) -> TimelineStage:
     cfg = config or MotionConfig()
     gens = ([VlmTimelineGenerator(vlm)] if vlm is not None else []) + [MotionTrackGenerator(captions, cfg)]
-    return TimelineStage(gens, [MotionGrounder(cfg)], MotionFitScorer(cfg))
+    return TimelineStage(gens, [MotionGrounder(cfg)] if grounder else [], MotionFitScorer(cfg))
 
 
 __all__ = ["ACTIONS", "Candidate", "MotionConfig", "MotionFitScorer", "MotionGrounder", "MotionTrackGenerator", "Signals", "TimelineStage",

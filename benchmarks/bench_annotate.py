@@ -164,6 +164,7 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--ocr", choices=("rapidocr", "none"), default="rapidocr")
+    ap.add_argument("--no-grounder", action="store_true", help="the timeline ensemble without the motion-grounder's candidates")
     ap.add_argument("--work", help="keep the videos and the dataset here (default: a temporary folder)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
@@ -175,13 +176,15 @@ def main(argv=None) -> int:
             clips = render(args.n, size, args.seed, work / f"videos-{size}", args.duration)
             cfg = PipelineConfig()
             cfg.quality.ocr = args.ocr
+            cfg.timeline_grounder = not args.no_grounder
             t0 = time.time()
             rep = run([v for v, _ in clips], work / f"dataset-{size}", workers=args.workers, config=cfg, progress=False)
             secs = time.time() - t0
             with AnnotationStore(work / f"dataset-{size}" / DB_NAME) as store:
                 r = score(clips, store)
             r.update({"size": size, "seconds": secs, "seconds_per_clip": secs / max(1, args.n), "errors": [e["error"] for e in rep.errors],
-                      "exported": len(rep.exported), "workers": args.workers, "ocr": args.ocr})
+                      "exported": len(rep.exported), "workers": args.workers, "ocr": args.ocr,
+                      "grounder": not args.no_grounder})
             rows.append(r)
     print(f"{'size':>5} {'clips':>5} {'stored':>6} {'mask IoU':>8} {'IoU p10':>7} {'det R':>6} {'det P':>6} {'TL P':>5} {'TL R':>5} {'TL F1':>5} {'s/clip':>6}")
     for r in rows:
