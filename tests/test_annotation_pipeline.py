@@ -165,6 +165,21 @@ def test_cli_runs_and_reports(videos, tmp_path, capsys):
     assert (out / "manifest.jsonl").read_text().count("\n") == 1
 
 
+def test_a_video_of_two_scenes_becomes_two_clips_with_their_own_captions(tmp_path):
+    a = generate_clip(1, height=SIZE, width=SIZE, duration=2.0, max_subjects=1)
+    b = generate_clip(3, height=SIZE, width=SIZE, duration=2.0, max_subjects=1)
+    v = tmp_path / "two scenes.mp4"
+    export_mp4(np.concatenate([a.frames, b.frames]), v, 16)
+    v.with_suffix(".json").write_text(json.dumps({"caption": "unused", "clips": {"0": a.timeline.prompt, "1": b.timeline.prompt}}))
+    rep = run([v], tmp_path / "ds", config=_config(), progress=False, difficulty=False)
+    assert rep.errors == [] and len(rep.clips_stored) == 2
+    with AnnotationStore(tmp_path / "ds" / DB_NAME) as store:
+        docs = sorted((store.get(c) for c in rep.clips_stored), key=lambda d: d.meta["pipeline"]["start_frame"])
+    assert [d.meta["pipeline"]["start_frame"] for d in docs] == [0, 33] and all(d.num_frames == 33 for d in docs)
+    assert [d.timeline.subjects[0].name for d in docs] == [a.timeline.subjects[0].name, b.timeline.subjects[0].name]
+    assert docs[0].clip_id.startswith("two-scenes-") and docs[0].clip_id.endswith("-c000") and docs[1].clip_id.endswith("-c001")
+
+
 # --------------------------------------------------------------------------------------------
 # Stages one by one
 # --------------------------------------------------------------------------------------------
