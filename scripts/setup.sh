@@ -54,11 +54,13 @@ done
 
 if [[ " $installed " != *" $profile "* ]]; then
   echo "[setup] installing the $profile profile ($req) into .venv; this takes a few minutes on a fresh machine"
-  step "1/3: pip itself" .venv/bin/python -m pip install --upgrade pip || echo "[setup]   (could not upgrade pip; going on with the one in .venv)"
+  step "1/4: pip itself" .venv/bin/python -m pip install --upgrade pip || echo "[setup]   (could not upgrade pip; going on with the one in .venv)"
   # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build on a CPU machine.
-  step "2/3: torch 2.13.0 (the largest download)" .venv/bin/python -m pip install torch==2.13.0
-  step "3/3: $req ($(grep -cvE '^\s*(#|$|-r)' "$req") pinned packages$([ "$req" != requirements.txt ] && echo ', plus requirements.txt'))" \
+  step "2/4: torch 2.13.0 (the largest download)" .venv/bin/python -m pip install torch==2.13.0
+  step "3/4: $req ($(grep -cvE '^\s*(#|$|-r)' "$req") pinned packages$([ "$req" != requirements.txt ] && echo ', plus requirements.txt'))" \
     .venv/bin/python -m pip install -r "$req"
+  # packages whose declared dependencies would break this environment (see the file's comments)
+  step "4/4: requirements-nodeps.txt (installed without their declared dependencies)" .venv/bin/python -m pip install --no-deps -r requirements-nodeps.txt
   echo "[setup] checking that torch, diffusers and gradio import"
   .venv/bin/python -c "import torch, diffusers, gradio" # fail loudly if the install did not work
   echo "$want" > ".venv/.installed-$profile"

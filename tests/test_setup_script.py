@@ -28,7 +28,7 @@ def repo(tmp_path):
         pytest.skip("the dev profile would install chromium with apt")
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
-    for name in ("requirements.txt", "requirements-dev.txt"):
+    for name in ("requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
     bin_ = tmp_path / ".venv" / "bin"
     bin_.mkdir(parents=True)
@@ -49,8 +49,10 @@ def setup(repo: Path, profile: str, **env) -> tuple[str, list[str]]:
 def test_dev_profile_covers_runtime(repo):
     text, calls = setup(repo, "dev")
     assert [c for c in calls if "pip install" in c] == [
-        "-m pip install --upgrade pip", "-m pip install torch==2.13.0", "-m pip install -r requirements-dev.txt"]
-    for line in ("[setup] 1/3: pip itself", "[setup] 2/3: torch 2.13.0", "[setup] 3/3: requirements-dev.txt (4 pinned packages, plus requirements.txt)",
+        "-m pip install --upgrade pip", "-m pip install torch==2.13.0", "-m pip install -r requirements-dev.txt",
+        "-m pip install --no-deps -r requirements-nodeps.txt"]
+    for line in ("[setup] 1/4: pip itself", "[setup] 2/4: torch 2.13.0", "[setup] 3/4: requirements-dev.txt (8 pinned packages, plus requirements.txt)",
+                 "[setup] 4/4: requirements-nodeps.txt",
                  "Collecting something"):
         assert line in text, text
     text, calls = setup(repo, "runtime")  # scripts/studio.sh after scripts/test.sh
@@ -67,4 +69,4 @@ def test_dev_profile_covers_runtime(repo):
 
 def test_a_quiet_pip_still_shows_that_it_works(repo):
     text, _ = setup(repo, "runtime", PIP_SECONDS="2.5", SETUP_HEARTBEAT="1")
-    assert "[setup]   ... still working on 2/3: torch 2.13.0" in text, text
+    assert "[setup]   ... still working on 2/4: torch 2.13.0" in text, text
