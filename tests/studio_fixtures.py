@@ -35,8 +35,17 @@ class LaunchedStudio:
         from studio.app import build_studio
 
         self.studio = build_studio(engine, workdir=workdir)
-        self.port = free_port()
-        self.studio.demo.launch(**self.studio.launch_kwargs(server_port=self.port, prevent_thread_lock=True, quiet=True, ssr_mode=False))
+        for attempt in range(3):
+            self.port = free_port()
+            try:
+                self.studio.demo.launch(**self.studio.launch_kwargs(server_port=self.port, prevent_thread_lock=True, quiet=True, ssr_mode=False))
+                break
+            except ValueError as exc:
+                # Gradio probes its own URL a few times with short timeouts; on a loaded 2-core machine the probe
+                # can miss and Gradio then refuses to start ("localhost is not accessible"). Try again.
+                if "localhost is not accessible" not in str(exc) or attempt == 2:
+                    raise
+                self.studio.demo.close()
         self.url = f"http://127.0.0.1:{self.port}/"
 
     def close(self) -> None:
