@@ -136,7 +136,7 @@ def test_train_tab_start_watch_reload_second_tab_stop_resume(server, browser, tm
     wait_until(lambda: loss_points(pg) > grown, 120, "the plot after reload")
     # the editor shows the running job's config again (so Stop / Resume act on the run the page shows)
     wait_until(lambda: "showing the config of job" in pg.locator("#rt-train-config-msg").inner_text(), 30, "the job's config")
-    assert text(pg, "#rt-train-f-output_dir") == str(run)
+    assert text(pg, "#rt-train-f-output_dir") == str(run) and text(pg, "#rt-train-command") == command
     shot(pg, "2-reloaded")
 
     # a second browser tab sees the same job; a second Start there is refused
