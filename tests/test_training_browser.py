@@ -59,6 +59,7 @@ def shot(pg, name: str) -> None:
 
 
 def open_train_tab(pg, url: str) -> None:
+    pg.set_default_timeout(90_000)  # a loaded 2-core machine: the browser shares one core with the server and the job
     pg.goto(url)
     pg.get_by_role("tab", name="Train").click()
     pg.wait_for_selector("#rt-train-status", timeout=30_000)
@@ -98,7 +99,8 @@ def test_train_tab_start_watch_reload_second_tab_stop_resume(server, browser, tm
     tab, url, workdir = server
     run = tmp_path / "run"
     cfg_file = tmp_path / "tiny-run.yaml"
-    cfg_file.write_text(yaml.safe_dump({**TINY, "output_dir": str(run), "optim": {**TINY["optim"], "steps": 4000, "checkpoint_every": 1000}}))
+    # 64x64 like the embedded default model, so a checkpoint can be handed to the Generate tab at the end
+    cfg_file.write_text(yaml.safe_dump({**TINY, "height": 64, "width": 64, "output_dir": str(run), "optim": {**TINY["optim"], "steps": 4000, "checkpoint_every": 1000}}))
     context = browser.new_context(viewport={"width": 1400, "height": 1800})
     pg = context.new_page()
     errors: list[str] = []
@@ -173,5 +175,15 @@ def test_train_tab_start_watch_reload_second_tab_stop_resume(server, browser, tm
     pg.locator("#rt-train-stop").click()  # Stop on a job that already ended
     wait_until(lambda: "already ended" in pg.locator("#rt-train-msg").inner_text(), 30, "the message for Stop on an ended job")
     shot(pg, "6-stopped-again")
+
+    # the latest checkpoint in the Generate tab: exported, loaded into the studio's engine, the tab opens
+    pg.locator("#rt-train-use").click()
+    wait_until(lambda: pg.locator("#rt-generate").is_visible(), 180, "the switch to the Generate tab")
+    assert tab.engine.name.startswith("checkpoint step") and str(run) in tab.engine.name
+    shot(pg, "7-generate-tab")
+    pg.get_by_role("tab", name="Train").click()
+    pg.locator("#rt-train-restore").click()
+    wait_until(lambda: "again" in pg.locator("#rt-train-ck-msg").inner_text(), 30, "the restore")
+    assert tab.engine.name.startswith("embedded default")
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"

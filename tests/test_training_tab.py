@@ -181,6 +181,13 @@ def standin(tmp_path, monkeypatch):
     return use
 
 
+def alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def wait_for(pred, timeout=30.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -204,7 +211,7 @@ def test_stop_ends_every_process_even_when_they_ignore_it(tab, tmp_path, standin
     assert (tmp_path / "run" / "STOP").exists()
     done = tab.jobs.wait(30)
     assert done.state in ("killed", "stopped") and "ended 2 process(es) with signals" in done.message
-    assert not job_processes(job.id) and not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+    assert not job_processes(job.id) and not any(alive(p) for p in procs)
     msg = tab.stop()  # Stop on a job that already ended
     assert "already ended" in msg and "nothing to stop" in msg and "files are untouched" in msg
     assert "no training job is running" in tab.save_now()
@@ -260,6 +267,17 @@ def test_corrupt_checkpoint_is_reported_and_kept(tab, tmp_path):
     assert "not a readable checkpoint" in tab.evaluate(str(run / "checkpoint.pt"), 1, 2, "")[2]
     assert (run / "checkpoint.pt").read_bytes() == b"PK\x03\x04" + junk and tab.jobs.current() is None
     assert "nothing to resume" in tab.start(text_of(tiny(tmp_path / "fresh")), "cpu", "", "1", "", resume=True)[0]
+
+
+def test_the_cli_names_a_corrupt_checkpoint_before_any_work(tmp_path):
+    from tests.test_train import run_train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    res = run_train(tiny(run), run, "--resume")
+    assert res.returncode == 2 and "checkpoint error: checkpoint.pt is not a readable checkpoint" in res.stderr and "Traceback" not in res.stderr
+    assert (run / "checkpoint.pt").read_bytes() == b"not a checkpoint" and not (run / "log.jsonl").exists() and not (run / "vae").exists()
 
 
 def test_evaluation_folder_with_a_missing_video(tab, tmp_path):
@@ -324,6 +342,28 @@ def test_a_real_job_start_watch_save_stop_resume(tab, tmp_path):
     assert video and Path(video).stat().st_size > 0 and "Exported pipeline" in msg, msg
     table, chart, msg = tab.evaluate(str(kept[0]), 1, 2, "")
     assert "2 of 2 clip(s) evaluated" in msg and "step-" in table and "ground-truth" in table
+    # "use it in the Generate tab": only into a Generate tab built for the same size and frame rate
+    import gradio as gr
+
+    from studio.engine import Limits
+
+    class FakeEngine:
+        def __init__(self, h, w):
+            self._limits, self._pipe, self.name = Limits(h, w, 16, 6, 4, 16, 81, 20), "the studio's pipeline", "embedded default"
+
+        def limits(self):
+            return self._limits
+
+        def use_pipeline(self, pipe, name):
+            self._pipe, self.name = pipe, name
+
+    tab.engine = FakeEngine(64, 64)
+    with pytest.raises(gr.Error, match="makes 32x32 video"):
+        tab.use_in_generate(str(kept[0]))
+    tab.engine = FakeEngine(32, 32)
+    assert "now uses checkpoint step" in tab.use_in_generate(str(kept[0]))
+    assert tab.engine.name.startswith("checkpoint step") and tab.engine._pipe.default_height == 32
+    assert "uses embedded default again" in tab.restore_model() and tab.engine._pipe == "the studio's pipeline"
 
 
 def test_the_tab_is_off_on_a_public_space(monkeypatch, tmp_path):

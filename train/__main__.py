@@ -56,6 +56,14 @@ def main(argv=None) -> int:
     state = PartialState(cpu=not torch.cuda.is_available())  # one process, or this one of `accelerate launch`'s
     main_process = state.is_main_process
     out = Path(cfg.output_dir)
+    if args.resume and (out / "checkpoint.pt").is_file():  # a corrupt checkpoint is named before any work, and kept
+        from .checkpoints import CheckpointError, read_checkpoint
+
+        try:
+            read_checkpoint(out / "checkpoint.pt")
+        except CheckpointError as exc:
+            print(f"checkpoint error: {exc}", file=sys.stderr)
+            return 2
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.jsonl" if main_process else None
     if main_process:

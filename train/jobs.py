@@ -252,12 +252,15 @@ class JobManager:
             launcher = rc is None and (popen is not None or _launcher_alive(job))
             if launcher:
                 return job
-            leftovers = job_processes(job.id)
-            if leftovers:  # the launcher is gone but workers live on (it was killed): end them
-                end_processes(job.id, self.term_grace)
-                job.message = (job.message + " " if job.message else "") + f"ended {len(leftovers)} process(es) the launcher left behind."
+            self._end_leftovers(job)
             self._finish(job, rc)
             return job
+
+    def _end_leftovers(self, job: Job) -> None:
+        """The launcher is gone but workers live on (it was killed): end them, and say so."""
+        if job_processes(job.id):
+            pids = end_processes(job.id, self.term_grace)
+            job.message = (job.message + " " if job.message else "") + f"ended {len(pids)} process(es) the launcher left behind."
 
     def _finish(self, job: Job, rc: int | None) -> None:
         log = self.log(job.run_dir)
@@ -353,8 +356,7 @@ class JobManager:
             job = self._read()
             if job is None or job.id != job_id or not job.alive:
                 return
-            if job_processes(job_id):  # a worker outlived the launcher
-                end_processes(job_id, self.term_grace)
+            self._end_leftovers(job)
             self._finish(job, rc)
 
     def stop(self) -> Job:
