@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     planner = PlannerConfig.from_env()
     if args.llm_path:
         planner.local_path = args.llm_path
-    studio = build_studio(engine, workdir=args.workdir, planner_config=planner)
+    from studio.training_tab import training_tab
+
+    studio = build_studio(engine, workdir=args.workdir, planner_config=planner, extra_tabs=[training_tab(engine, args.workdir)])
     studio.demo.launch(**studio.launch_kwargs(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False))
 
 

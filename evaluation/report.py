@@ -127,6 +127,14 @@ def write_files(res: Results, out: str | Path) -> dict[str, Path]:
 
 
 def write_chart(res: Results, path: str | Path) -> Path:
+    """comparison.html: chart_figure as a page that opens offline."""
+    fig = chart_figure(res)
+    # plotly.js is embedded so the page works offline (no CDN can be reached from these machines)
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    return Path(path)
+
+
+def chart_figure(res: Results):
     """Grouped bars, one colour per method: the OpenS2V columns (normalised) and the sprite/timeline scores."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -153,9 +161,7 @@ def write_chart(res: Results, path: str | Path) -> Path:
                              texttemplate="%{y:.1%}", textposition="outside"), row=2, col=1)
     fig.update_layout(barmode="group", title="ReactID Studio evaluation: " + str(res.root), template="plotly_white", height=760)
     fig.update_yaxes(tickformat=".0%")
-    # plotly.js is embedded so the page works offline (no CDN can be reached from these machines)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
-    return Path(path)
+    return fig
 
 
-__all__ = ["footnotes", "opens2v_table", "render", "sprite_table", "timeline_table", "write_chart", "write_files"]
+__all__ = ["chart_figure", "footnotes", "opens2v_table", "render", "sprite_table", "timeline_table", "write_chart", "write_files"]

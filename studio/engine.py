@@ -200,6 +200,12 @@ class Engine:
                         raise EngineUnavailable(self.unavailable) from exc
         return self._pipe
 
+    def use_pipeline(self, pipe: Any, name: str) -> None:
+        """Generate with another loaded pipeline from now on (the training tab's "use this checkpoint"). Waits
+        for a generation in progress to finish."""
+        with self._lock:
+            self._pipe, self._loader, self.name, self.unavailable = pipe, None, name, None
+
     def load(self) -> "Engine":
         """Load now (app start) rather than on the first generation."""
         if self.available:

@@ -6,7 +6,10 @@ Stages (each skipped when its output already exists in the run directory, so a k
 2. the frozen cache (latents, masks, text embeddings, difficulty);
 3. the transformer with the curriculum; JSONL log in <output_dir>/log.jsonl;
 4. with --export, a self-contained pipeline directory the studio loads.
-Stop a run gracefully by creating <output_dir>/STOP (the studio's Stop button does this).
+Stop a run gracefully by creating <output_dir>/STOP (the studio's Stop button does this); creating
+<output_dir>/SAVE writes a checkpoint now and keeps it as checkpoints/step-N.pt (the studio's "Save now").
+Several processes (`accelerate launch`, train/accelerate/): the main process runs stages 1-2 first, the others
+then load what it wrote; only the main process writes the log, checkpoints and exports (train/distributed.py).
 """
 
 from __future__ import annotations
@@ -48,20 +51,38 @@ def main(argv=None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "STOP").unlink(missing_ok=True)
-    log_path = out / "log.jsonl"
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    t0 = time.time()
-    vae = _vae(cfg, out, log_path)
-    _pretrained_text_encoder(cfg, out, log_path)
-    from .prepare import load_or_build_cache
+    from accelerate import PartialState
 
-    cache = load_or_build_cache(cfg, vae, log_path)
+    state = PartialState(cpu=not torch.cuda.is_available())  # one process, or this one of `accelerate launch`'s
+    main_process = state.is_main_process
+    out = Path(cfg.output_dir)
+    if args.resume and (out / "checkpoint.pt").is_file():  # a corrupt checkpoint is named before any work, and kept
+        from .checkpoints import CheckpointError, read_checkpoint
+
+        try:
+            read_checkpoint(out / "checkpoint.pt")
+        except CheckpointError as exc:
+            print(f"checkpoint error: {exc}", file=sys.stderr)
+            return 2
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "log.jsonl" if main_process else None
+    if main_process:
+        (out / "STOP").unlink(missing_ok=True)
+        (out / "SAVE").unlink(missing_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    t0 = time.time()
+    with state.main_process_first():  # the others load what the main process built
+        vae = _vae(cfg, out, log_path)
+        _pretrained_text_encoder(cfg, out, log_path)
+        from .prepare import load_or_build_cache
+
+        cache = load_or_build_cache(cfg, vae, log_path)
     trainer = Trainer(cfg, cache, log_path)
-    (out / "curriculum.json").write_text(json.dumps(trainer.curriculum.schedule_description(), indent=2) + "\n")
-    result = trainer.run(resume=args.resume, max_steps=args.max_steps, stop_flag=out / "STOP")
+    if main_process:
+        (out / "curriculum.json").write_text(json.dumps(trainer.curriculum.schedule_description(), indent=2) + "\n")
+    result = trainer.run(resume=args.resume, max_steps=args.max_steps, stop_flag=out / "STOP", save_flag=out / "SAVE")
+    if not main_process:
+        return 0
     log_line(log_path, {"event": "done", "step": result["step"], "seconds": round(time.time() - t0, 1)})
     if args.export:
         export_pipeline(cfg, trainer.final_model(), vae, Path(args.export), text_len=next(iter(cache["text"].values()))[0].shape[0])

@@ -28,6 +28,7 @@ from model.losses import add_flow_noise, flow_matching_loss, focal_loss, foregro
 from model.timeline import Timeline
 from model.transformer import ReactIDTransformer
 
+from . import distributed as dp
 from .config import TrainConfig
 from .curriculum import Curriculum, CurriculumConfig
 
@@ -134,10 +135,11 @@ class StepPlan:
     threshold: float
 
 
-def make_curriculum(cfg: TrainConfig, intra_scores, inter_scores) -> Curriculum:
+def make_curriculum(cfg: TrainConfig, intra_scores, inter_scores, processes: int = 1) -> Curriculum:
+    """The step's global batch: optim.batch_size per process (train/distributed.py)."""
     c = cfg.curriculum
     cc = CurriculumConfig(total_steps=cfg.optim.steps, phase_ratios=tuple(c.phase_ratios), inter_ratios=tuple(c.inter_ratios), mode=c.mode,
-                          flat_inter_ratio=c.flat_inter_ratio, batch_size=cfg.optim.batch_size, seed=cfg.seed)
+                          flat_inter_ratio=c.flat_inter_ratio, batch_size=cfg.optim.batch_size * processes, seed=cfg.seed)
     return Curriculum(list(intra_scores), list(inter_scores), cc)
 
 
@@ -157,7 +159,9 @@ class Trainer:
         self.cache = cache
         self.log_path = log_path
         self.out = Path(cfg.output_dir)
-        self.accelerator = Accelerator(mixed_precision=cfg.optim.mixed_precision, cpu=not torch.cuda.is_available())
+        self.accelerator = Accelerator(mixed_precision=cfg.optim.mixed_precision, cpu=not torch.cuda.is_available(), **dp.accelerator_kwargs())
+        if not self.accelerator.is_main_process:  # one log, written by the main process
+            self.log_path = log_path = None
         z = cache["latents"].shape[1]
         text_dim = next(iter(cache["text"].values()))[0].shape[-1]
         self.model = build_transformer(cfg, z, text_dim, log_path)
@@ -172,7 +176,7 @@ class Trainer:
         self.lr_lambda = lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, self.optimizer, self.scheduler)
-        self.curriculum = make_curriculum(cfg, cache["difficulty_intra"], cache["difficulty_inter"])
+        self.curriculum = make_curriculum(cfg, cache["difficulty_intra"], cache["difficulty_inter"], self.accelerator.num_processes)
         # Global prompts are encoded here at text.max_length (the cache holds captions and names): the
         # flattened-timeline ablation needs longer prompts than the captions.
         prompts = list(cache["prompts"])
@@ -191,9 +195,12 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         ck = self.out / "checkpoint.pt"
         tmp = self.out / "checkpoint.pt.tmp"
+        model_state = dp.sharded_model_state(self.accelerator, self.model)  # FSDP: every process takes part in gathering
+        if not self.accelerator.is_main_process:
+            return ck
         state = {
             "step": self.step,
-            "model": self.accelerator.unwrap_model(self.model).state_dict(),
+            "model": model_state if model_state is not None else self.accelerator.unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "model_config": dict(self.accelerator.unwrap_model(self.model).config),
@@ -270,13 +277,16 @@ class Trainer:
     def train_step(self, plan: StepPlan) -> dict:
         cfg = self.cfg.optim
         model = self.model
-        lat, refs, ref_subj, ref_text, masks, tl, prompts = self.batch(plan)
+        # several processes: draw for the global batch, keep this process's share (train/distributed.py)
+        G = len(plan.indices)
+        share = dp.shard(G, self.accelerator.process_index, self.accelerator.num_processes)
+        lat, refs, ref_subj, ref_text, masks, tl, prompts = self.batch(dp.shard_plan(plan, share))
         B = lat.shape[0]
         g = torch.Generator().manual_seed(int(self.cfg.seed * 1_000_003 + self.step))
-        noise = torch.randn(lat.shape, generator=g)
+        noise = torch.randn((G, *lat.shape[1:]), generator=g)[share]
         # logit-normal sigmas (SD3/Wan practice) concentrate on mid noise levels, where structure is decided
-        sigma = shift_sigmas(torch.sigmoid(torch.randn(B, generator=g)), cfg.sigma_shift)
-        drop = torch.rand(B, generator=g) < cfg.cond_dropout
+        sigma = shift_sigmas(torch.sigmoid(torch.randn(G, generator=g)), cfg.sigma_shift)[share]
+        drop = (torch.rand(G, generator=g) < cfg.cond_dropout)[share]
         x_t = add_flow_noise(lat, noise, sigma)
         empty = self.empty_prompt
         prompts = torch.where(drop.view(B, 1, 1), empty.unsqueeze(0), prompts)
@@ -297,6 +307,10 @@ class Trainer:
             fl = torch.zeros((), device=dev)
             if out.mask_logits is not None:
                 fl = mask_head_loss(out.mask_logits.float(), masks.to(dev), cfg.mask_loss, cfg.focal_alpha, cfg.focal_gamma, valid)
+            if self.accelerator.num_processes > 1:  # each process's share of the global weighted means (train/distributed.py)
+                fm = fm * dp.global_share(self.accelerator, weight.expand(out.sample.shape).sum() if weight is not None else out.sample.numel(), 1e-12)
+                if out.mask_logits is not None:
+                    fl = fl * dp.global_share(self.accelerator, valid.expand(out.mask_logits.shape).sum(), 1.0)
             loss = fm + cfg.mask_loss_weight * fl
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
@@ -304,15 +318,17 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         stats = {"loss": loss.item(), "flow": fm.item(), "focal": fl.item(), "grad_norm": float(gn)}
-        if out.mask_logits is not None:  # share of true subject tokens the binding labels reach (docs/MODEL.md)
+        # share of true subject tokens the binding labels reach (docs/MODEL.md); one process only, since a process
+        # whose share has no subject token has no value, and the stats averaged over processes must have the same keys
+        if out.mask_logits is not None and self.accelerator.num_processes == 1:
             recall = binding_recall(torch.sigmoid(out.mask_logits.detach().float()), masks.to(dev), unwrapped.config.mask_threshold)
             if recall is not None:
                 stats["bind_recall"] = recall
         return stats
 
-    def run(self, resume: bool = False, max_steps: int | None = None, stop_flag: Path | None = None) -> dict:
+    def run(self, resume: bool = False, max_steps: int | None = None, stop_flag: Path | None = None, save_flag: Path | None = None) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
-        if resume and self.load_checkpoint():
+        if resume and self.load_checkpoint() and self.accelerator.is_main_process:
             log_line(self.log_path, {"event": "resumed", "step": self.step})
         self.model.train()
         end = self.cfg.optim.steps if max_steps is None else min(self.cfg.optim.steps, max_steps)
@@ -321,19 +337,24 @@ class Trainer:
         while self.step < end:
             plan = plan_step(self.curriculum, self.step)
             ts = time.time()
-            stats = self.train_step(plan)
+            stats = dp.mean_over_processes(self.accelerator, self.train_step(plan))
             seen += len(plan.indices)
             self.step += 1
             last = stats
-            if self.step % self.cfg.optim.log_every == 0 or self.step == end or self.step == 1:
+            if (self.step % self.cfg.optim.log_every == 0 or self.step == end or self.step == 1) and self.accelerator.is_main_process:
                 log_line(self.log_path, {"step": self.step, **{k: round(v, 6) for k, v in stats.items()}, "lr": self.scheduler.get_last_lr()[0],
                                          "threshold": plan.threshold, "phase": plan.phase + 1, "inter_frac": float(plan.inter.mean()),
                                          "samples_per_s": round(len(plan.indices) / max(1e-6, time.time() - ts), 2)})
-            if self.step % self.cfg.optim.checkpoint_every == 0 or self.step == end:
+            stop, save = dp.read_flags(self.accelerator, stop_flag, save_flag)
+            if self.step % self.cfg.optim.checkpoint_every == 0 or self.step == end or stop or save:
                 self.save_checkpoint()
-            if stop_flag is not None and stop_flag.exists():
-                self.save_checkpoint()
-                log_line(self.log_path, {"event": "stopped", "step": self.step})
+            if save and self.accelerator.is_main_process:  # "save now": keep this one beside the rolling checkpoint.pt
+                kept = dp.keep_checkpoint(self.out / "checkpoint.pt", self.step)
+                save_flag.unlink(missing_ok=True)
+                log_line(self.log_path, {"event": "saved", "step": self.step, "path": str(kept)})
+            if stop:
+                if self.accelerator.is_main_process:
+                    log_line(self.log_path, {"event": "stopped", "step": self.step})
                 break
         return {"step": self.step, "seconds": time.time() - t0, **last}
 

@@ -1,0 +1,189 @@
+"""The Train tab in a real browser (Playwright + Debian's chromium): load a tiny config, start a short run,
+watch log lines and the loss plot grow, reload the page and find the job again, see it from a second browser
+tab (where a second Start is refused), stop it, resume it, stop it. No process is left behind.
+Screenshots go to test-artifacts/studio/training/."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.studio_fixtures import ARTIFACTS, default_engine, free_port
+from tests.test_train import TINY
+
+pytestmark = pytest.mark.browser
+CHROMIUM = os.environ.get("REACTID_CHROMIUM", "/usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"chromium not found at {CHROMIUM}", allow_module_level=True)
+
+SHOTS = ARTIFACTS / "training"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from studio.app import build_studio
+    from studio.training_tab import TrainingTab
+    from train.jobs import JobManager, end_processes
+
+    workdir = tmp_path_factory.mktemp("train-browser")
+    engine, _ = default_engine()
+    tab = TrainingTab(engine, workdir, jobs=JobManager(workdir / "jobs", stop_grace=60, term_grace=3), dataset_roots=[])
+    studio = build_studio(engine, workdir=workdir, extra_tabs=[("Train", tab.build)])
+    port = free_port()
+    studio.demo.launch(**studio.launch_kwargs(server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False))
+    yield tab, f"http://127.0.0.1:{port}/", workdir
+    job = tab.jobs.current()
+    if job is not None and job.alive:
+        end_processes(job.id, 2)
+    studio.demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def shot(pg, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_train_tab(pg, url: str) -> None:
+    pg.set_default_timeout(90_000)  # a loaded 2-core machine: the browser shares one core with the server and the job
+    pg.goto(url)
+    pg.get_by_role("tab", name="Train").click()
+    pg.wait_for_selector("#rt-train-status", timeout=30_000)
+
+
+def field(pg, sel: str):
+    return pg.locator(f"{sel} textarea, {sel} input").first
+
+
+def text(pg, sel: str) -> str:
+    loc = pg.locator(f"{sel} textarea, {sel} input")
+    return loc.first.input_value() if loc.count() else pg.locator(sel).inner_text()
+
+
+def loss_points(pg) -> int:
+    return pg.evaluate("""() => {
+        const el = document.querySelector('#rt-train-loss .js-plotly-plot');
+        if (!el || !el.data) return 0;
+        const t = el.data.find(t => t.name === 'total (raw)');
+        return t ? t.x.length : 0; }""")
+
+
+def wait_until(fn, timeout: float, what: str):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def test_train_tab_start_watch_reload_second_tab_stop_resume(server, browser, tmp_path):
+    from train.jobs import job_processes
+
+    tab, url, workdir = server
+    run = tmp_path / "run"
+    cfg_file = tmp_path / "tiny-run.yaml"
+    # 64x64 like the embedded default model, so a checkpoint can be handed to the Generate tab at the end
+    cfg_file.write_text(yaml.safe_dump({**TINY, "height": 64, "width": 64, "output_dir": str(run), "optim": {**TINY["optim"], "steps": 4000, "checkpoint_every": 1000}}))
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    open_train_tab(pg, url)
+    assert "No training job yet" in pg.locator("#rt-train-status").inner_text()
+
+    # the config: loaded from a YAML file, checked, its form fields follow it
+    pg.set_input_files("#rt-train-upload input[type=file]", str(cfg_file))
+    wait_until(lambda: "loaded tiny-run.yaml" in pg.locator("#rt-train-config-msg").inner_text(), 30, "the YAML to load")
+    wait_until(lambda: text(pg, "#rt-train-f-optim-steps") == "4000", 15, "the form to follow the YAML")
+    pg.locator("#rt-train-validate").click()
+    wait_until(lambda: "valid: 4000 steps" in pg.locator("#rt-train-config-msg").inner_text(), 15, "the check")
+    field(pg, "#rt-train-threads").fill("1")
+
+    pg.locator("#rt-train-show").click()
+    command = wait_until(lambda: text(pg, "#rt-train-command"), 15, "the command")
+    assert "accelerate launch --config_file" in command and "-m train --config" in command and str(run / "train.yaml") in command
+
+    pg.locator("#rt-train-start").click()
+    wait_until(lambda: "started job" in pg.locator("#rt-train-msg").inner_text(), 30, "Start")
+    assert text(pg, "#rt-train-command") == command  # Start ran what Show command showed
+    job = tab.jobs.current()
+    wait_until(lambda: '"step": 2' in text(pg, "#rt-train-log"), 240, "log lines of training steps")
+    first = wait_until(lambda: loss_points(pg), 60, "the loss plot")
+    grown = wait_until(lambda: (n := loss_points(pg)) > first + 2 and n, 120, "the loss plot to grow")
+    status = pg.locator("#rt-train-status").inner_text()
+    assert "running" in status and job.id in status and "samples/s" in status
+    shot(pg, "1-running")
+
+    # reload: the page finds the running job again, with its log and its (still growing) plot
+    open_train_tab(pg, url)
+    wait_until(lambda: job.id in pg.locator("#rt-train-status").inner_text() and "running" in pg.locator("#rt-train-status").inner_text(), 30, "re-attach")
+    wait_until(lambda: '"step"' in text(pg, "#rt-train-log"), 30, "the log after reload")
+    wait_until(lambda: loss_points(pg) > grown, 120, "the plot after reload")
+    # the editor shows the running job's config again (so Stop / Resume act on the run the page shows)
+    wait_until(lambda: "showing the config of job" in pg.locator("#rt-train-config-msg").inner_text(), 30, "the job's config")
+    assert text(pg, "#rt-train-f-output_dir") == str(run) and text(pg, "#rt-train-command") == command
+    shot(pg, "2-reloaded")
+
+    # a second browser tab sees the same job; a second Start there is refused
+    pg2 = context.new_page()
+    pg2.on("pageerror", lambda e: errors.append(str(e)))
+    open_train_tab(pg2, url)
+    wait_until(lambda: job.id in pg2.locator("#rt-train-status").inner_text(), 30, "the job in the second tab")
+    pg2.set_input_files("#rt-train-upload input[type=file]", str(cfg_file))
+    wait_until(lambda: "loaded" in pg2.locator("#rt-train-config-msg").inner_text(), 30, "the YAML in the second tab")
+    pg2.locator("#rt-train-start").click()
+    wait_until(lambda: "already running" in pg2.locator("#rt-train-msg").inner_text(), 30, "the refusal")
+    shot(pg2, "3-second-tab")
+    pg2.close()
+
+    # stop: the status says so in the page, and every process has ended
+    pg.locator("#rt-train-stop").click()
+    wait_until(lambda: "stopped" in pg.locator("#rt-train-status").inner_text(), 180, "the stop")
+    assert not job_processes(job.id)
+    stopped_at = int(re.search(r"step (\d+)", pg.locator("#rt-train-status").inner_text().replace("*", "")).group(1))
+    wait_until(lambda: "checkpoint.pt (latest)" in pg.locator("#rt-train-ckpts").inner_text(), 30, "the checkpoint list")
+    shot(pg, "4-stopped")
+
+    # resume: a new job continues from the stop's checkpoint
+    pg.locator("#rt-train-resume").click()
+    wait_until(lambda: "resumed job" in pg.locator("#rt-train-msg").inner_text(), 30, "Resume")
+    resumed = tab.jobs.current()
+    assert resumed.id != job.id and resumed.argv[-1] == "--resume"
+    wait_until(lambda: f'"event": "resumed", "step": {stopped_at}' in text(pg, "#rt-train-log"), 240, "the resumed event in the log")
+    wait_until(lambda: resumed.id in pg.locator("#rt-train-status").inner_text() and "running" in pg.locator("#rt-train-status").inner_text(), 30, "running again")
+    shot(pg, "5-resumed")
+    pg.locator("#rt-train-stop").click()
+    wait_until(lambda: "stopped" in pg.locator("#rt-train-status").inner_text() and resumed.id in pg.locator("#rt-train-status").inner_text(), 180, "the second stop")
+    assert not job_processes(resumed.id)
+    pg.locator("#rt-train-stop").click()  # Stop on a job that already ended
+    wait_until(lambda: "already ended" in pg.locator("#rt-train-msg").inner_text(), 30, "the message for Stop on an ended job")
+    shot(pg, "6-stopped-again")
+
+    # the latest checkpoint in the Generate tab: exported, loaded into the studio's engine, the tab opens
+    pg.locator("#rt-train-use").click()
+    wait_until(lambda: pg.locator("#rt-generate").is_visible(), 180, "the switch to the Generate tab")
+    assert tab.engine.name.startswith("checkpoint step") and str(run) in tab.engine.name
+    shot(pg, "7-generate-tab")
+    pg.get_by_role("tab", name="Train").click()
+    pg.locator("#rt-train-restore").click()
+    wait_until(lambda: "again" in pg.locator("#rt-train-ck-msg").inner_text(), 30, "the restore")
+    assert tab.engine.name.startswith("embedded default")
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
