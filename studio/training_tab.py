@@ -54,8 +54,8 @@ FORM_FIELDS = (
 )
 WEIGHT_KEYS = ("vae.checkpoint", "text.checkpoint", "model.init_from")
 PATH_KEYS = ("data.path",) + WEIGHT_KEYS
-STATE_BADGE = {"running": "🟢 running", "stopping": "🟡 stopping (after the current step)", "finished": "✅ finished", "stopped": "⏹️ stopped",
-               "failed": "❌ failed", "killed": "⛔ ended by signals"}
+STATE_BADGE = {"running": "running", "stopping": "stopping (after the current step)", "finished": "finished", "stopped": "stopped",
+               "failed": "failed", "killed": "ended by signals"}
 SWITCH_TO_GENERATE_JS = """() => {
   const tab = [...document.querySelectorAll('button[role="tab"]')].find(b => b.textContent.trim() === 'Generate');
   if (tab) tab.click();
@@ -197,8 +197,8 @@ class TrainingTab:
         try:
             cfg, _ = check_config(parse_yaml(text))
         except (UserError, ConfigError) as exc:
-            return f"⚠️ config error: {exc}"
-        return (f"✅ valid: {cfg.optim.steps} steps, batch {cfg.optim.batch_size} per process, lr {cfg.optim.lr:g}, "
+            return f"Warning: config error: {exc}"
+        return (f"valid: {cfg.optim.steps} steps, batch {cfg.optim.batch_size} per process, lr {cfg.optim.lr:g}, "
                 f"data {cfg.data.source}{' ' + str(cfg.data.path) if cfg.data.source == 'dir' else ''}, run directory `{self.run_dir(cfg.output_dir)}`.")
 
     def form_values(self, text: str) -> list:
@@ -213,7 +213,7 @@ class TrainingTab:
         try:
             d = parse_yaml(text)
         except UserError:
-            return gr.skip(), "⚠️ fix the YAML first: the form edits it"
+            return gr.skip(), "Warning: fix the YAML first: the form edits it"
         if not (value or "").strip():  # an emptied field leaves the key as it is
             return gr.skip(), gr.skip()
         try:
@@ -232,7 +232,7 @@ class TrainingTab:
         try:
             d = parse_yaml(text)
         except UserError as exc:
-            return f"⚠️ not saved: {exc}", None
+            return f"Warning: not saved: {exc}", None
         note = ""
         try:
             check_config(d, strict=False)
@@ -248,25 +248,25 @@ class TrainingTab:
         target.write_text(text if text.endswith("\n") else text + "\n")
         copy_for_download = self.media / target.name
         shutil.copyfile(target, copy_for_download)
-        return f"💾 saved `{target}`.{note}", str(copy_for_download)
+        return f"saved `{target}`.{note}", str(copy_for_download)
 
     def load_yaml_file(self, file) -> tuple[Any, str]:
         if file is None:
-            return gr.skip(), "⚠️ choose a .yaml file first"
+            return gr.skip(), "Warning: choose a .yaml file first"
         path = Path(file if isinstance(file, str) else getattr(file, "name", ""))
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            return gr.skip(), f"⚠️ {path.name} cannot be read as text: {exc}"
+            return gr.skip(), f"Warning: {path.name} cannot be read as text: {exc}"
         try:
             d = parse_yaml(text)
         except UserError as exc:
-            return gr.skip(), f"⚠️ {path.name}: {exc}; the editor was left as it was"
+            return gr.skip(), f"Warning: {path.name}: {exc}; the editor was left as it was"
         try:
             check_config(d, strict=False)
-            msg = f"📂 loaded {path.name}."
+            msg = f"loaded {path.name}."
         except ConfigError as exc:
-            msg = f"📂 loaded {path.name}, but it does not validate: {exc}"
+            msg = f"loaded {path.name}, but it does not validate: {exc}"
         return text, msg
 
     def job_config(self, n_fields: int) -> list:
@@ -277,7 +277,7 @@ class TrainingTab:
         if path is None or not path.is_file():
             return [gr.skip()] * (3 + n_fields)
         text = path.read_text()
-        return [text, f"📎 showing the config of job `{job.id}` ({STATE_BADGE.get(job.state, job.state)}): `{path}`.", job.command] + self.form_values(text)
+        return [text, f"showing the config of job `{job.id}` ({STATE_BADGE.get(job.state, job.state)}): `{path}`.", job.command] + self.form_values(text)
 
     # ---- launch ------------------------------------------------------------------------------
     def options(self, accelerate: str, processes, threads, max_steps) -> LaunchOptions:
@@ -297,16 +297,16 @@ class TrainingTab:
             config_path = run_dir / "train.yaml"
             running = self.jobs.running()
             if running is not None and Path(running.run_dir) == run_dir:
-                return running.command, f"ℹ️ this run directory's job is running; this is the command it runs."
+                return running.command, f"this run directory's job is running; this is the command it runs."
             argv = build_command(config_path, opts)
         except (UserError, ConfigError, LaunchError) as exc:
-            return gr.skip(), f"⚠️ {'config error: ' if isinstance(exc, ConfigError) else ''}{exc}"
+            return gr.skip(), f"Warning: {'config error: ' if isinstance(exc, ConfigError) else ''}{exc}"
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path.write_text(dump_yaml({**d, "output_dir": str(run_dir)}))
         notes = [f"Wrote the config it reads to `{config_path}`. Run the command from `{ROOT}`."]
-        notes += [f"⚠️ {w}" for w in warnings]
+        notes += [f"Warning: {w}" for w in warnings]
         problems = machine_problems(cfg, opts)
-        notes += [f"ℹ️ not on this machine: {p}" for p in problems]
+        notes += [f"not on this machine: {p}" for p in problems]
         return command_text(argv), "\n\n".join(notes)
 
     def start(self, text, accelerate, processes, threads, max_steps, resume: bool = False) -> tuple[str, Any]:
@@ -316,30 +316,30 @@ class TrainingTab:
             opts = self.options(accelerate, processes, threads, max_steps)
             problems = machine_problems(cfg, opts)
             if problems:
-                return "⚠️ " + " ".join(problems) + " Nothing was started.", gr.skip()
+                return "Warning: " + " ".join(problems) + " Nothing was started.", gr.skip()
             load_config(d)  # now every path must exist here
             job = self.jobs.start({**d, "output_dir": str(self.run_dir(cfg.output_dir))}, opts, resume=resume)
         except ConfigError as exc:
-            return f"⚠️ config error: {exc}. Nothing was started.", gr.skip()
+            return f"Warning: config error: {exc}. Nothing was started.", gr.skip()
         except (UserError, LaunchError, JobError) as exc:
-            return f"⚠️ {exc}", gr.skip()
+            return f"Warning: {exc}", gr.skip()
         self.split_threads(job)
-        return f"▶️ {'resumed' if resume else 'started'} job `{job.id}` in `{job.run_dir}` (launcher pid {job.pid}).", job.command
+        return f"{'resumed' if resume else 'started'} job `{job.id}` in `{job.run_dir}` (launcher pid {job.pid}).", job.command
 
     def stop(self) -> str:
         try:
             job = self.jobs.stop()
         except JobError as exc:
-            return f"ℹ️ {exc}"
-        return (f"⏹️ asked the job to stop: it finishes its step, saves a checkpoint and exits. If it has not ended after "
+            return f"{exc}"
+        return (f"asked the job to stop: it finishes its step, saves a checkpoint and exits. If it has not ended after "
                 f"{self.jobs.stop_grace:.0f} s, every process it started is ended with signals. Run directory: `{job.run_dir}`.")
 
     def save_now(self) -> str:
         try:
             job = self.jobs.save_now()
         except JobError as exc:
-            return f"ℹ️ {exc}"
-        return f"💾 asked the job to save a checkpoint after its current step; it will be kept as `checkpoints/step-N.pt` in `{job.run_dir}`."
+            return f"{exc}"
+        return f"asked the job to save a checkpoint after its current step; it will be kept as `checkpoints/step-N.pt` in `{job.run_dir}`."
 
     def split_threads(self, job: Job | None) -> None:
         """While a job runs, the studio's own torch work gets the cores the training processes leave."""
@@ -381,7 +381,7 @@ class TrainingTab:
         elapsed = (job.ended or time.time()) - job.started
         parts.append(f"elapsed {elapsed:.0f} s" + (f" · exit status {job.returncode}" if job.returncode is not None else ""))
         if job.message:
-            parts.append(f"ℹ️ {job.message}")
+            parts.append(f"{job.message}")
         return "\n\n".join(parts)
 
     def checkpoint_rows(self, run_dir: str | Path | None) -> tuple[list[list], list[tuple[str, str]]]:
@@ -391,7 +391,7 @@ class TrainingTab:
             return [], []
         rows, choices = [], []
         for c in list_checkpoints(run_dir):
-            rows.append([c["name"], c["step"] if c["step"] is not None else "—", c["size_mb"], c["modified"], "ok" if not c["error"] else f"⚠️ {c['error']}"])
+            rows.append([c["name"], c["step"] if c["step"] is not None else "—", c["size_mb"], c["modified"], "ok" if not c["error"] else f"Warning: {c['error']}"])
             label = f"{c['name']} — step {c['step']}" if c["step"] is not None else f"{c['name']} — unreadable"
             choices.append((label, c["path"]))
         return rows, choices
@@ -462,7 +462,7 @@ class TrainingTab:
         try:
             d = parse_yaml(text)
         except UserError as exc:
-            return gr.skip(), f"⚠️ {exc}"
+            return gr.skip(), f"Warning: {exc}"
         if not choice:
             return gr.skip(), gr.skip()
         if choice == "sprites":
@@ -472,9 +472,9 @@ class TrainingTab:
         else:
             p = Path(choice).expanduser()
             if not (p / "manifest.jsonl").is_file():
-                return gr.skip(), f"⚠️ data.path: {p} is not a dataset directory (no manifest.jsonl; docs/DATASET.md)"
+                return gr.skip(), f"Warning: data.path: {p} is not a dataset directory (no manifest.jsonl; docs/DATASET.md)"
             d = set_key(set_key(d, "data.source", "dir"), "data.path", str(p.resolve()))
-        return dump_yaml(d), "ℹ️ dataset set in the config; press **Inspect dataset** to see it."
+        return dump_yaml(d), "dataset set in the config; press **Inspect dataset** to see it."
 
     def inspect_dataset(self, text: str):
         from train.overview import DatasetError, dataset_summary, frame_strip, timeline_lines
@@ -483,12 +483,12 @@ class TrainingTab:
             cfg, _ = check_config(parse_yaml(text), strict=False, relax=WEIGHT_KEYS)
             summary = dataset_summary(cfg)
         except (UserError, ConfigError, DatasetError) as exc:
-            return f"⚠️ {exc}", [], ""
+            return f"Warning: {exc}", [], ""
         head = f"**{summary.num_clips} clips** · {summary.description}"
         if summary.size_mb is not None:
             head += f" · {summary.size_mb} MB on disk"
         if summary.skipped:
-            head += f"\n\n⚠️ {len(summary.skipped)} sample(s) skipped as unreadable: " + "; ".join(summary.skipped[:5])
+            head += f"\n\n{len(summary.skipped)} sample(s) skipped as unreadable: " + "; ".join(summary.skipped[:5])
         gallery, lines = [], []
         for i, clip in enumerate(summary.samples):
             name = getattr(clip, "id", None) or f"sample {i}"
@@ -504,7 +504,7 @@ class TrainingTab:
             run_dir = self.run_dir(cfg.output_dir)
             desc, source = curriculum_description(cfg, run_dir)
         except (UserError, ConfigError, DatasetError, ValueError) as exc:
-            return f"⚠️ {exc}", gr.skip(), gr.skip(), gr.skip()
+            return f"Warning: {exc}", gr.skip(), gr.skip(), gr.skip()
         job = self.jobs.current()
         step = phase = None
         observed = None
@@ -566,7 +566,7 @@ class TrainingTab:
         try:
             info = self._export(checkpoint)
             if info["kind"] != "pipeline":
-                return None, f"ℹ️ a run on Wan weights exports ReactID weights: `{info['path']}`. Generate with `python app.py --model <Wan dir> --reactid-checkpoint {info['path']}` on a GPU machine."
+                return None, f"a run on Wan weights exports ReactID weights: `{info['path']}`. Generate with `python app.py --model <Wan dir> --reactid-checkpoint {info['path']}` on a GPU machine."
             pipe = self._pipeline(info["path"])
             h, w = int(pipe.default_height), int(pipe.default_width)
             clip = generate_clip(900_000, WorldConfig.from_kwargs(**self._sample_world(info, pipe)))  # a held-out seed (evaluation/)
@@ -579,11 +579,11 @@ class TrainingTab:
                 frames = np.asarray(frames).repeat(scale, 1).repeat(scale, 2)
             export_mp4(frames, video, fps=clip.fps)
         except UserError as exc:
-            return None, f"⚠️ {exc}"
+            return None, f"Warning: {exc}"
         except Exception as exc:  # noqa: BLE001 - a failed generation is a message, the studio stays up
-            return None, f"⚠️ generation from this checkpoint failed: {exc.__class__.__name__}: {exc}"
+            return None, f"Warning: generation from this checkpoint failed: {exc.__class__.__name__}: {exc}"
         actions = "; ".join(f"{s.name}: " + ", ".join(a.text for a in s.actions) for s in clip.timeline.subjects)
-        return str(video), (f"🎬 step {info['step']}, held-out scene (seed 900000): {clip.timeline.prompt} — {actions}.\n\n"
+        return str(video), (f"step {info['step']}, held-out scene (seed 900000): {clip.timeline.prompt} — {actions}.\n\n"
                             f"Exported pipeline: `{info['path']}` (`python app.py --model {info['path']} --device cpu`).")
 
     def use_in_generate(self, checkpoint: str) -> str:
@@ -605,15 +605,15 @@ class TrainingTab:
         if self._original_model is None:
             self._original_model = (self.engine._pipe, self.engine.name)
         self.engine.use_pipeline(pipe, name)
-        return f"✅ The Generate tab now uses {name} (for every visitor of this studio). **Restore the studio's model** switches back."
+        return f"The Generate tab now uses {name} (for every visitor of this studio). **Restore the studio's model** switches back."
 
     def restore_model(self) -> str:
         if self.engine is None or self._original_model is None:
-            return "ℹ️ the Generate tab already uses the studio's own model."
+            return "the Generate tab already uses the studio's own model."
         pipe, name = self._original_model
         self.engine.use_pipeline(pipe, name)
         self._original_model = None
-        return f"✅ The Generate tab uses {name} again."
+        return f"The Generate tab uses {name} again."
 
     def evaluate(self, checkpoint: str, scenes=4, steps=20, folder: str = ""):
         """evaluation/ on a folder: the given one, else held-out sprite scenes generated by the checkpoint (and
@@ -648,19 +648,19 @@ class TrainingTab:
             res = evaluate_dir(root, exclude=[out], log=logs.append)
             paths = write_files(res, out)
         except UserError as exc:
-            return "", gr.skip(), f"⚠️ {exc}"
+            return "", gr.skip(), f"Warning: {exc}"
         except LoadError as exc:
-            return "", gr.skip(), f"⚠️ {exc}"
+            return "", gr.skip(), f"Warning: {exc}"
         except Exception as exc:  # noqa: BLE001 - the studio stays up and says what failed
-            return "", gr.skip(), f"⚠️ evaluation failed: {exc.__class__.__name__}: {exc}"
+            return "", gr.skip(), f"Warning: evaluation failed: {exc.__class__.__name__}: {exc}"
         failed = [i for i in res.items if not i["ok"]]
-        msg = [f"📊 {res.evaluated} of {len(res.items)} clip(s) evaluated in {res.seconds:.1f} s from `{root}`. Files: `{paths['json'] if 'json' in paths else out}`."]
+        msg = [f"{res.evaluated} of {len(res.items)} clip(s) evaluated in {res.seconds:.1f} s from `{root}`. Files: `{paths['json'] if 'json' in paths else out}`."]
         if failed:
             msg.append("**Not evaluated:**\n" + "\n".join(f"- {i['method']}/{i['clip']}: {i['notes'][0] if i['notes'] else 'unknown reason'}" for i in failed))
         if res.problems:
             msg.append("**Skipped files:**\n" + "\n".join(f"- {p}" for p in res.problems))
         if not res.items:
-            msg.append("⚠️ no clip found: the folder needs <clip>.mp4 with <clip>.json (docs/EVALUATION.md).")
+            msg.append("Warning: no clip found: the folder needs <clip>.mp4 with <clip>.json (docs/EVALUATION.md).")
         return render(res), (chart_figure(res) if res.evaluated else gr.skip()), "\n\n".join(msg)
 
     # ---- UI ------------------------------------------------------------------------------------
@@ -752,8 +752,8 @@ class TrainingTab:
             try:
                 text = self.preset_yaml(name)
             except UserError as exc:
-                return [gr.skip(), f"⚠️ {exc}"] + [gr.skip()] * len(fields)
-            return [text, f"📂 preset **{name}** loaded."] + self.form_values(text)
+                return [gr.skip(), f"Warning: {exc}"] + [gr.skip()] * len(fields)
+            return [text, f"preset **{name}** loaded."] + self.form_values(text)
 
         load_preset.click(do_load_preset, [preset], [config, config_msg] + fields, api_name="train_load_preset", **fast)
         validate_btn.click(self.validate, [config], [config_msg], api_name="train_validate", **fast)
