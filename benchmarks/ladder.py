@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -96,18 +97,10 @@ def save_strip(generated: list[np.ndarray], truth: list[np.ndarray], path: str, 
 
 
 def ceiling(directory: str, clips) -> dict:
-    from model.framevae import load_vae
-    from train.sprite_eval import evaluate_sprite_clip, summarize
+    """The level's clips through the model's VAE: the sprite benchmark's ceiling row (bench_sprite.vae_ceiling_row)."""
+    from bench_sprite import vae_ceiling_row
 
-    d = Path(directory)
-    vae = load_vae(d / "vae" if (d / "vae" / "config.json").is_file() else d)
-    scores = []
-    with torch.no_grad():
-        for clip in clips:
-            video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
-            rec = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].clamp(-1, 1)
-            scores.append(evaluate_sprite_clip(clip, frames=rec.add(1).mul(127.5).round().byte().permute(1, 2, 3, 0).numpy()))
-    return summarize(scores)
+    return vae_ceiling_row(directory, clips)
 
 
 def main() -> int:
