@@ -40,7 +40,7 @@ MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
     "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
-    "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool",
+    "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool", "reference_null_key",
 )
 
 
@@ -105,7 +105,7 @@ class ReactIDBlock(WanTransformerBlock):
     """A Wan block with the reference injection, mask head and timeline cross-attention added."""
 
     def __init__(self, dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, *, use_reference: bool, use_timeline: bool, mask_head: bool, mask_hidden_dim: int,
-                 timeline_kv: str = "shared"):
+                 timeline_kv: str = "shared", reference_null_key: bool = False):
         super().__init__(dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, None)
         self.heads = num_heads
         self.head_dim = dim // num_heads
@@ -121,6 +121,11 @@ class ReactIDBlock(WanTransformerBlock):
                 self.timeline_to_v = nn.Linear(dim, dim)
                 self.timeline_norm_k = nn.RMSNorm(dim, eps=eps)
         self.mask_head = SubjectMaskHead(num_heads, mask_hidden_dim) if (mask_head and use_reference) else None
+        if self.mask_head is not None and reference_null_key:
+            # A key that belongs to no subject (value 0): with one subject the subjects' shares of the attention
+            # always sum to 1, so without it the mass cannot tell the subject from the background. Zero at
+            # first, i.e. one more logit of 0 beside the references'.
+            self.ref_null_k = nn.Parameter(torch.zeros(num_heads, dim // num_heads))
 
     def init_from_base(self) -> None:
         """New key/value projections start as copies of the text cross-attention's."""
@@ -207,9 +212,13 @@ class ReactIDBlock(WanTransformerBlock):
         onehot = (F.one_hot(token_subject.clamp_min(0), S) * valid.unsqueeze(-1)).to(v.dtype)  # [B, R, S]
         width = -(-(D + S) // 8) * 8
         pad_qk = width - D
+        vp = torch.cat([v, onehot.unsqueeze(2).expand(-1, -1, H, -1)], -1)
+        if hasattr(self, "ref_null_k"):  # the null key: value and subject indicator 0
+            k = torch.cat([k, self.ref_null_k.to(k.dtype).expand(B, 1, H, D)], 1)
+            vp = torch.cat([vp, vp.new_zeros(B, 1, H, D + S)], 1)
+            valid = torch.cat([valid, valid.new_ones(B, 1)], 1)
         qp = F.pad(q, (0, pad_qk))
         kp = F.pad(k, (0, pad_qk))
-        vp = torch.cat([v, onehot.unsqueeze(2).expand(-1, -1, H, -1)], -1)
         vp = F.pad(vp, (0, width - D - S))
         mask = None if bool(valid.all()) else self._additive_mask(valid, q.dtype)
         out = dispatch_attention_fn(qp, kp, vp, attn_mask=mask, dropout_p=0.0, is_causal=False, scale=1.0 / math.sqrt(D), backend=None)
@@ -324,6 +333,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         max_subjects: int = 6,
         max_references_per_subject: int = 4,
         reference_token_pool: int = 1,
+        reference_null_key: bool = False,
     ) -> None:
         if image_dim is not None or added_kv_proj_dim is not None:
             raise ValueError("ReactIDTransformer builds on the text-to-video Wan (no image_dim / added_kv_proj_dim)")
@@ -366,6 +376,7 @@ class ReactIDTransformer(WanTransformer3DModel):
                     inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps,
                     use_reference=use_reference_branch, use_timeline=use_timeline,
                     mask_head=i >= num_layers - n_mask, mask_hidden_dim=mask_hidden_dim, timeline_kv=timeline_kv,
+                    reference_null_key=reference_null_key,
                 )
                 for i in range(num_layers)
             ]
@@ -431,7 +442,7 @@ class ReactIDTransformer(WanTransformer3DModel):
     @staticmethod
     def is_reactid_param(name: str) -> bool:
         parts = name.split(".")
-        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head") for p in parts)
+        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k") for p in parts)
 
     def reactid_config(self) -> dict:
         return {k: self.config[k] for k in REACTID_CONFIG_KEYS}
