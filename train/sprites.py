@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 from PIL import Image
 
-from .difficulty import crop_subject  # the same subject-region crop D_app compares against
+from model.references import crop_subject  # the same subject-region crop D_app compares against
 from model.timeline import (
     TIME_COMPRESSION,
     Action,
