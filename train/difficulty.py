@@ -144,7 +144,7 @@ class ColorHOG:
         return self.hue_bins * 2 + 4 + self.orient_bins * self.cells * self.cells
 
     def _one(self, img: np.ndarray) -> np.ndarray:
-        from .sprite_eval import rgb_to_hsv  # one HSV convention across the package
+        from model.colour import rgb_to_hsv  # one HSV convention across the project
 
         if img.shape[0] != self.size or img.shape[1] != self.size:
             img = np.asarray(Image.fromarray(img.astype(np.uint8)).resize((self.size, self.size), Image.BILINEAR))
