@@ -151,7 +151,7 @@ class ReactIDBlock(WanTransformerBlock):
         return None if b is None else str(getattr(b, "value", b))
 
     def forward(self, hidden_states, encoder_hidden_states, temb, rotary_emb, ref=None, timeline=None):
-        """ref: (features [B,R,dim], token_subject [B,R], S) or None;
+        """ref: ((keys, values) or the reference features [B,R,dim], token_subject [B,R], S) or None;
         timeline: (keys_in [B,L,dim], valid [B,L], cos_q, sin_q, cos_k, sin_k, attn_mask) or None.
         Returns (hidden_states, mask_logits [B,N,S] or None)."""
         if temb.ndim == 4:
@@ -177,7 +177,10 @@ class ReactIDBlock(WanTransformerBlock):
 
         mask_logits = None
         if ref is not None and hasattr(self, "ref_out"):
-            ref_out, mask_logits = self._reference_attention(q, *ref)
+            kv, token_subject, num_subjects = ref
+            if isinstance(kv, torch.Tensor):  # reference features: this block's keys/values are made here, inside its forward (FSDP)
+                kv = self.reference_kv(kv)
+            ref_out, mask_logits = self._reference_attention(q, kv, token_subject, num_subjects)
             hidden_states = hidden_states + self.ref_out(ref_out)
         if timeline is not None and hasattr(self, "timeline_out"):
             hidden_states = hidden_states + self.timeline_out(self._timeline_attention(q, *timeline))
@@ -461,12 +464,14 @@ class ReactIDTransformer(WanTransformer3DModel):
     # ------------------------------------------------------------------------------------------
     # Reference branch
     # ------------------------------------------------------------------------------------------
-    def encode_references(self, reference_latents: torch.Tensor, reference_subject: torch.Tensor, reference_text: torch.Tensor, num_subjects: int | None = None) -> ReferenceFeatures:
+    def encode_references(self, reference_latents: torch.Tensor, reference_subject: torch.Tensor, reference_text: torch.Tensor, num_subjects: int | None = None,
+                          block_kv: bool = True) -> ReferenceFeatures:
         """Run the reference branch once on clean references.
 
         reference_latents [B, M, C, h, w] (one latent frame per reference image); reference_subject [B, M]
         (subject index per image, -1 = padding); reference_text [B, M, L, text_dim] (the text each
-        reference block cross-attends to: the subject's name)."""
+        reference block cross-attends to: the subject's name). block_kv=False leaves each main block's
+        keys/values of the references to that block's own forward (kv = None)."""
         if not self.config.use_reference_branch:
             raise RuntimeError("this model was built without the reference branch")
         self.reference_branch_calls += 1
@@ -494,6 +499,8 @@ class ReactIDTransformer(WanTransformer3DModel):
             feats.append(f.reshape(B, -1, f.shape[-1]))
         P = feats[0].shape[1] // M
         token_subject = reference_subject.view(B, M, 1).expand(B, M, P).reshape(B, M * P)
+        if not block_kv:
+            return ReferenceFeatures(feats, token_subject, S, None)
         n_ref, n = len(self.ref_blocks), len(self.blocks)
         kv = [blk.reference_kv(feats[min(n_ref - 1, j * n_ref // n)]) for j, blk in enumerate(self.blocks)]
         return ReferenceFeatures(feats, token_subject, S, kv)
@@ -627,10 +634,14 @@ class ReactIDTransformer(WanTransformer3DModel):
         reference_features: ReferenceFeatures | None = None,
         timeline: TimelineConditioning | None = None,
         subject_masks: torch.Tensor | None = None,
+        references: tuple | None = None,
     ):
         """Like Wan's forward, plus:
 
         reference_features: from `encode_references` (compute once per generation, reuse every step);
+        references: instead of reference_features, the arguments of `encode_references` (latents, subject,
+        text, num_subjects): the branch then runs inside this forward. Training under FSDP needs that: a
+        sharded module's parameters are gathered only inside its forward;
         timeline: a `TimelineConditioning`; subject_masks: [B, S, N] per-token subject probabilities that
         set the subject labels (ground truth in training, the previous step's prediction at inference;
         None = no binding yet). Returns `ReactIDTransformerOutput(sample, mask_logits [B, S, N])`.
@@ -657,6 +668,8 @@ class ReactIDTransformer(WanTransformer3DModel):
         timestep_proj = timestep_proj.unflatten(2 if ts_seq_len is not None else 1, (6, -1))
 
         ref_inputs = None
+        if references is not None and reference_features is None and self.config.use_reference_branch:
+            reference_features = self.encode_references(*references, block_kv=False)
         if reference_features is not None and self.config.use_reference_branch:
             if reference_features.features[0].shape[0] != B:
                 reference_features = reference_features.repeat(B // reference_features.features[0].shape[0])
@@ -677,7 +690,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         for j, block in enumerate(self.blocks):
             ref = None
             if ref_inputs is not None:
-                kv = ref_inputs.kv[j] if ref_inputs.kv is not None else block.reference_kv(ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))])
+                kv = ref_inputs.kv[j] if ref_inputs.kv is not None else ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))]
                 ref = (kv, ref_inputs.token_subject, ref_inputs.num_subjects)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 x, ml = self._gradient_checkpointing_func(block, x, ctx, timestep_proj, rotary_emb, ref, tl_inputs)

@@ -77,15 +77,22 @@ def main(argv=None) -> int:
         from .prepare import load_or_build_cache
 
         cache = load_or_build_cache(cfg, vae, log_path)
-    trainer = Trainer(cfg, cache, log_path)
+    from .distributed import SetupError
+
+    try:
+        trainer = Trainer(cfg, cache, log_path)
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if main_process:
         (out / "curriculum.json").write_text(json.dumps(trainer.curriculum.schedule_description(), indent=2) + "\n")
     result = trainer.run(resume=args.resume, max_steps=args.max_steps, stop_flag=out / "STOP", save_flag=out / "SAVE")
+    final = trainer.final_model() if args.export else None  # FSDP: gathered by every process
     if not main_process:
         return 0
     log_line(log_path, {"event": "done", "step": result["step"], "seconds": round(time.time() - t0, 1)})
     if args.export:
-        export_pipeline(cfg, trainer.final_model(), vae, Path(args.export), text_len=next(iter(cache["text"].values()))[0].shape[0])
+        export_pipeline(cfg, final, vae, Path(args.export), text_len=next(iter(cache["text"].values()))[0].shape[0])
         log_line(log_path, {"event": "exported", "path": args.export})
     return 0
 
