@@ -422,3 +422,33 @@ def test_sprite_samples_make_an_evaluation_folder(tiny_pipe, tmp_path):
     assert sample.frames.shape[0] == sample.timeline.num_frames and all(r for r in sample.references) and not sample.notes
     res = evaluate_dir(out, log=lambda s: None)
     assert res.evaluated == 4 and {r["method"] for r in res.sprite} == {"ground-truth", "tiny"}
+
+
+def test_progress_events_become_a_fraction_and_a_sentence():
+    """What `--progress jsonl` writes (evaluation/progress.py) and what the studio's progress bar reads from it."""
+    import io
+
+    from evaluation.progress import Reporter, summarize
+
+    buf = io.StringIO()
+    rep = Reporter("jsonl", buf)
+    rep("plan", generate=2, evaluate=4)
+    rep.event({"event": "generated", "method": "m", "clip": "scene000", "done": 1, "of": 2})
+    p = summarize(buf.getvalue().splitlines())
+    assert p.fraction == pytest.approx(1 / 6) and p.text.startswith("generated 1 of 2")
+    rep.event({"event": "generated", "method": "m", "clip": "scene001", "done": 2, "of": 2})
+    rep.event({"event": "found", "clips": 4, "problems": []})
+    rep.event({"event": "clip", "method": "m", "clip": "scene000", "done": 0, "of": 4})
+    rep.event({"event": "metric", "method": "m", "clip": "scene000", "metric": "M. Amp.", "done": 1, "of": 2})
+    rep.log("a note")
+    p = summarize(buf.getvalue().splitlines() + ["Traceback (most recent call last):", "ValueError: boom"])
+    assert p.fraction == pytest.approx((2 + 0.5) / 6) and "clip 1 of 4: m/scene000 — M. Amp. (2/2)" in p.text
+    assert p.messages == ["a note"] and p.last_line == "ValueError: boom" and p.error is None and p.done is None
+    rep("error", message="no clips found")
+    rep("done", exit=1, evaluated=0, clips=0, files={})
+    p = summarize(buf.getvalue().splitlines())
+    assert p.fraction == 1.0 and p.error == "no clips found" and p.done["exit"] == 1
+    text = io.StringIO()  # text mode: the human lines only, as before the flag existed
+    Reporter("text", text)("clip", done=0, of=1)
+    Reporter("text", text)("error", message="boom")
+    assert text.getvalue() == "error: boom\n"
