@@ -41,6 +41,7 @@ REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
     "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool", "reference_null_key",
+    "reference_subject_embedding",
 )
 
 
@@ -337,6 +338,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         max_references_per_subject: int = 4,
         reference_token_pool: int = 1,
         reference_null_key: bool = False,
+        reference_subject_embedding: bool = False,
     ) -> None:
         if image_dim is not None or added_kv_proj_dim is not None:
             raise ValueError("ReactIDTransformer builds on the text-to-video Wan (no image_dim / added_kv_proj_dim)")
@@ -389,6 +391,12 @@ class ReactIDTransformer(WanTransformer3DModel):
             self.ref_blocks = nn.ModuleList(
                 [WanTransformerBlock(inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps, None) for _ in range(num_reference_blocks)]
             )
+            if reference_subject_embedding:
+                # A documented addition (issue 14): each reference token also carries its subject's slot (the
+                # subject's place in the timeline's list). Without it nothing the video can see says which
+                # subject is the first one, so a world whose layout follows the subject order (the sprite
+                # world's 'canonical' placement) cannot be learned with two or more look-alike-free subjects.
+                self.ref_subject_embedding = nn.Embedding(max_subjects, inner)
         if use_timeline and timeline_identity_keys:
             # each caption's keys also carry its subject's pooled reference features, so a video token can find
             # its own subject's captions by what it looks like, before any mask exists (the first steps)
@@ -411,6 +419,8 @@ class ReactIDTransformer(WanTransformer3DModel):
             block.init_from_base()
         if self.config.use_reference_branch:
             self.ref_patch_embedding.load_state_dict(self.patch_embedding.state_dict())
+            if hasattr(self, "ref_subject_embedding"):  # zero: a warm start keeps its function at step 0
+                nn.init.zeros_(self.ref_subject_embedding.weight)
             for i, rb in enumerate(self.ref_blocks):
                 base = self.blocks[i]
                 own = rb.state_dict()
@@ -445,7 +455,7 @@ class ReactIDTransformer(WanTransformer3DModel):
     @staticmethod
     def is_reactid_param(name: str) -> bool:
         parts = name.split(".")
-        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k") for p in parts)
+        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity", "ref_subject_embedding") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k") for p in parts)
 
     def reactid_config(self) -> dict:
         return {k: self.config[k] for k in REACTID_CONFIG_KEYS}
@@ -482,6 +492,11 @@ class ReactIDTransformer(WanTransformer3DModel):
         # subjects do not mix before the video attends to them
         rot_cos, rot_sin = self.rope(lat)
         x = self.ref_patch_embedding(lat).flatten(2).transpose(1, 2)  # [B*M, P, dim]
+        if hasattr(self, "ref_subject_embedding"):
+            if S > self.config.max_subjects:
+                raise ValueError(f"{S} subjects: this model's reference_subject_embedding has {self.config.max_subjects} slots (max_subjects)")
+            slot = self.ref_subject_embedding(reference_subject.clamp_min(0).reshape(B * M))  # padding images are masked out later
+            x = x + slot.unsqueeze(1).to(x.dtype)
         P = x.shape[1]
         t0 = torch.zeros(B * M, device=x.device, dtype=x.dtype)
         text = reference_text.reshape(B * M, *reference_text.shape[2:])

@@ -54,7 +54,7 @@ def inputs(seed=2, frames=5, hw=8, subjects=2):
                                      {"timeline_rope_theta": 10.0}, {"timeline_kv": "separate"}, {"mask_threshold": 0.15},
                                      {"timeline_query_clock": "per_subject"}, {"timeline_identity_keys": True},
                                      {"timeline_query_clock": "per_subject", "timeline_identity_keys": True, "temporal_mode": "vanilla_rope"},
-                                     {"reference_null_key": True}])
+                                     {"reference_null_key": True}, {"reference_subject_embedding": True}])
 def test_reactid_equals_wan_at_initialisation(options):
     base = random_wan()
     model = ReactIDTransformer.from_wan(base, **options).eval()
@@ -153,6 +153,30 @@ def test_null_key_lets_the_mask_head_see_a_lone_subject():
         spread[null] = float(seen[0].std())
     assert spread[False] < 1e-5  # a constant: no information
     assert spread[True] > 1e-4
+
+
+def test_reference_subject_slot_tells_the_subjects_apart():
+    """Two subjects with identical references: without the slot embedding the reference features cannot say
+    which is the first subject; with it (once trained away from zero) they differ, and too many subjects fail."""
+    x, t, ctx, refs, rs, rt, _ = inputs()
+    refs = refs[:, :1].expand(-1, rs.shape[1], -1, -1, -1).clone()  # every image the same picture
+    rt = rt[:, :1].expand(-1, rs.shape[1], -1, -1).clone()  # and the same name
+    gap = {}
+    for slot in (False, True):
+        torch.manual_seed(0)
+        model = ReactIDTransformer(**tiny_transformer_config(), reference_subject_embedding=slot).eval()
+        if slot:
+            with torch.no_grad():
+                assert model.ref_subject_embedding.weight.abs().max().item() == 0.0  # zero at initialisation
+                model.ref_subject_embedding.weight.normal_(0, 1.0)
+        with torch.no_grad():
+            f = model.encode_references(refs, rs, rt, 2).features[-1]
+        first, second = f[rs.repeat_interleave(f.shape[1] // rs.shape[1], 1) == 0], f[rs.repeat_interleave(f.shape[1] // rs.shape[1], 1) == 1]
+        gap[slot] = float((first.mean(0) - second.mean(0)).abs().max())
+    assert gap[False] < 1e-5 and gap[True] > 1e-2
+    small = ReactIDTransformer(**{**tiny_transformer_config(), "max_subjects": 1}, reference_subject_embedding=True)
+    with pytest.raises(ValueError, match="max_subjects"):
+        small.encode_references(refs, rs, rt, 2)
 
 
 # ---- TA-RoPE ----------------------------------------------------------------------------------
