@@ -31,10 +31,10 @@ def default_engine():
 
 
 class LaunchedStudio:
-    def __init__(self, engine, workdir: Path):
+    def __init__(self, engine, workdir: Path, extra_tabs=()):
         from studio.app import build_studio
 
-        self.studio = build_studio(engine, workdir=workdir)
+        self.studio = build_studio(engine, workdir=workdir, extra_tabs=list(extra_tabs))
         for attempt in range(3):
             self.port = free_port()
             try:
