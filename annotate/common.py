@@ -104,26 +104,8 @@ class ClipState:
 
 
 # --------------------------------------------------------------------------------------------
-# Colour and connected components (OpenCV)
+# Connected components (OpenCV); the colour helpers are in model/colour.py
 # --------------------------------------------------------------------------------------------
-def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """uint8 RGB [..., 3] -> hue in degrees [0, 360), saturation and value in [0, 1] (float32)."""
-    x = np.asarray(rgb, dtype=np.float32) / 255.0
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    mx, mn = x.max(-1), x.min(-1)
-    d = mx - mn
-    safe = np.where(d > 0, d, 1.0)
-    h = np.where(mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)) * 60.0
-    h = np.where(d > 0, h, 0.0) % 360.0
-    s = np.where(mx > 0, d / np.where(mx > 0, mx, 1.0), 0.0)
-    return h.astype(np.float32), s.astype(np.float32), mx.astype(np.float32)
-
-
-def hue_dist(h: np.ndarray, ref: float) -> np.ndarray:
-    d = np.abs(h - ref) % 360.0
-    return np.minimum(d, 360.0 - d)
-
-
 def keep_large_components(mask: np.ndarray, keep_frac: float = 0.25, min_px: int = 1) -> np.ndarray:
     """bool [H, W]: keep 8-connected components at least keep_frac of the largest (and >= min_px)."""
     import cv2
@@ -187,5 +169,5 @@ def limit_threads(n: int = 1) -> None:
         pass
 
 
-__all__ = ["ClipState", "Entity", "NotAvailable", "STAGES", "StageError", "SubjectTrack", "box_iou", "box_of", "fill_holes", "hue_dist",
-           "keep_large_components", "limit_threads", "rgb_to_hsv"]
+__all__ = ["ClipState", "Entity", "NotAvailable", "STAGES", "StageError", "SubjectTrack", "box_iou", "box_of", "fill_holes",
+           "keep_large_components", "limit_threads"]

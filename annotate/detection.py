@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ClipState, Entity, NotAvailable, StageError, SubjectTrack, box_of, hue_dist, keep_large_components, rgb_to_hsv
+from model.colour import hue_dist, rgb_to_hsv
+
+from .common import ClipState, Entity, NotAvailable, StageError, SubjectTrack, box_of, keep_large_components
 
 SAT_MIN = 0.35
 VAL_MIN = 0.15

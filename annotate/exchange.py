@@ -2,10 +2,11 @@
 JSON, COCO masks (docs/ANNOTATION.md).
 
 - `export_dataset` / `import_dataset`: the format `train/` reads (docs/DATASET.md). The files are
-  written by `train.dataset.write_sample`, the one writer of that format, and read back by
-  `train.dataset.ReactIDDataset`, the one reader. DESIGN.md §2 lets `annotate` import only `model`,
-  so these two functions import `train.dataset` lazily, here and nowhere else in `annotate/`; the
-  format's code belongs in a module both layers may import (see docs/ANNOTATION.md).
+  written by `model.dataset_format.DatasetWriter`, the one writer of that format, and read back by
+  `model.dataset_format.DatasetReader`, the one reader; the format lives in `model/` because DESIGN.md
+  §2 lets `annotate` and `train` both import `model` and neither import the other. The one import of
+  `train/` left in `annotate/` is the difficulty cues (`train.difficulty`), computed on export when
+  `difficulty=True`, lazily inside `export_dataset` (see docs/ANNOTATION.md §5).
 - `export_labelstudio` / `import_labelstudio`: one task per clip. Sub-actions are Label Studio
   `timelinelabels` regions (frame ranges, 1-based, inclusive, labelled with the subject id) with a
   per-region `textarea` caption; masks are `brushlabels` results per frame carrying COCO RLE
@@ -36,6 +37,8 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image
 
+from model.dataset_format import DatasetReader, DatasetWriter
+from model.references import crop_subject
 from model.timeline import Action, Subject, Timeline, TimelineError
 
 from . import rle as R
@@ -201,21 +204,19 @@ def export_dataset(store: AnnotationStore, out_dir: str | os.PathLike, *, clips:
     around its largest mask (what the sprite world does). References are brought to
     `ref_size` x `ref_size` (the reader needs one size per sample). A clip that cannot be written
     (missing masks, unreadable frames) is skipped and named in the report."""
-    # The dataset format's one writer and its constants live in train/ (see the module docstring).
-    from train.dataset import FORMAT_NAME, FORMAT_VERSION, INFO, MANIFEST, write_sample
-    from train.difficulty import crop_subject, get_extractor, sample_difficulty
-
     if review not in REVIEW_FILTERS:
         raise ValueError(f"review filter must be one of {', '.join(REVIEW_FILTERS)}, got {review!r}")
-    root = Path(out_dir)
-    manifest = root / MANIFEST
-    if manifest.exists() and not overwrite:
-        raise FileExistsError(f"{manifest} exists (pass overwrite=True to replace it)")
+    writer = DatasetWriter(out_dir, overwrite=overwrite)
+    root = writer.root
     root.mkdir(parents=True, exist_ok=True)
     report = ExportReport(root)
-    ex = get_extractor(extractor) if difficulty else None
-    tmp = manifest.with_suffix(".jsonl.partial")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    if difficulty:  # the cues are train/'s (paper §3.2); the one import of train/ in annotate/ (module docstring)
+        from train.difficulty import get_extractor, sample_difficulty
+
+        ex = get_extractor(extractor)
+    else:
+        ex = None
+    with writer:  # a half-written export never looks complete
         for doc in _iter_docs(store, clips, report):
             why = _passes(doc, review)
             if why:
@@ -253,17 +254,14 @@ def export_dataset(store: AnnotationStore, out_dir: str | os.PathLike, *, clips:
                     diff = sample_difficulty(frames, masks, [refs[s]["intra"] for s in sids], [refs[s]["inter"] for s in sids], ex).to_dict()
                 # the clip's own meta stays at the top (a sprite clip keeps its identities and actions)
                 meta = {**doc.meta, "annotation": _provenance(doc, store)}
-                rec = write_sample(root, doc.clip_id, frames, masks, doc.timeline, refs, diff, meta, preview)
+                writer.add(doc.clip_id, frames, masks, doc.timeline, refs, diff, meta, preview)
             except (AnnotationError, ValueError) as exc:
                 report.skipped.append((doc.clip_id, str(exc)))
                 continue
-            fh.write(json.dumps(rec) + "\n")
             report.written.append(doc.clip_id)
-    info = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": "annotate.exchange", "store": str(store.path),
-            "review": review, "n": len(report.written), "skipped": [{"id": c, "reason": r} for c, r in report.skipped],
-            "difficulty": {"extractor": ex.name} if ex is not None else None}
-    (root / INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest)  # a half-written export never looks complete
+        writer.write_info("annotate.exchange", store=str(store.path), review=review, n=len(report.written),
+                          skipped=[{"id": c, "reason": r} for c, r in report.skipped],
+                          difficulty={"extractor": ex.name} if ex is not None else None)
     return report
 
 
@@ -279,11 +277,9 @@ def _provenance(doc: ClipAnnotation, store: AnnotationStore) -> dict:
 def import_dataset(store: AnnotationStore, root: str | os.PathLike, *, annotator: str, force: bool = False) -> ImportReport:
     """Bring a dataset directory (written by `export_dataset`, the sprite writer or the pipeline)
     into the store. Samples the reader skips are reported by id."""
-    from train.dataset import ReactIDDataset  # the format's one reader (see the module docstring)
-
     root = Path(root)
     report = ImportReport(str(root))
-    ds = ReactIDDataset(root)
+    ds = DatasetReader(root)  # the format's one reader
 
     def path(p: str) -> str:  # dataset paths are relative to the dataset (absolute ones allowed)
         q = Path(p)

@@ -60,6 +60,26 @@ def _device(device: str | None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _load_checkpoint(obj: Any, name: str, path: str | Path | None, device: str | None, model_cls: str, processor_cls: str) -> Path:
+    """Load a transformers checkpoint from a local directory onto `obj`: `device`, `model` (eval mode, on
+    the device), `processor` and `name` = "<name>(<directory>)". The classes are transformers names; one
+    this transformers lacks makes the model NotAvailable. Returns the directory."""
+    import transformers
+
+    p = _need_dir(name, path)
+    classes = []
+    for cls_name in (model_cls, processor_cls):
+        cls = getattr(transformers, cls_name, None)
+        if cls is None:  # pragma: no cover - present in the pinned transformers
+            raise NotAvailable(f"{name} is not available: this transformers has no {cls_name}")
+        classes.append(cls)
+    obj.device = _device(device)
+    obj.model = _load(name, p, classes[0].from_pretrained).to(obj.device).eval()
+    obj.processor = _load(name, p, classes[1].from_pretrained)
+    obj.name = f"{name}({p.name})"
+    return p
+
+
 # --------------------------------------------------------------------------------------------
 # DINOv2: adjacent-frame features for scene cuts (paper B.1)
 # --------------------------------------------------------------------------------------------
@@ -67,13 +87,7 @@ class DinoV2Features:
     name = "dinov2"
 
     def __init__(self, path: str | Path, device: str | None = None):
-        from transformers import AutoImageProcessor, AutoModel
-
-        p = _need_dir("dinov2", path)
-        self.device = _device(device)
-        self.model = _load("dinov2", p, AutoModel.from_pretrained).to(self.device).eval()
-        self.processor = _load("dinov2", p, AutoImageProcessor.from_pretrained)
-        self.name = f"dinov2({p.name})"
+        _load_checkpoint(self, "dinov2", path, device, "AutoModel", "AutoImageProcessor")
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         import torch
@@ -140,17 +154,8 @@ class QwenVL:
     name = "qwen2.5-vl"
 
     def __init__(self, path: str | Path | None, device: str | None = None, max_frames: int = 16):
-        import transformers
-
-        p = _need_dir("qwen2.5-vl", path)
-        cls = getattr(transformers, "Qwen2_5_VLForConditionalGeneration", None)
-        if cls is None:  # pragma: no cover - present in the pinned transformers
-            raise NotAvailable("qwen2.5-vl is not available: this transformers has no Qwen2_5_VLForConditionalGeneration")
-        self.device = _device(device)
-        self.model = _load("qwen2.5-vl", p, cls.from_pretrained).to(self.device).eval()
-        self.processor = _load("qwen2.5-vl", p, transformers.AutoProcessor.from_pretrained)
+        _load_checkpoint(self, "qwen2.5-vl", path, device, "Qwen2_5_VLForConditionalGeneration", "AutoProcessor")
         self.max_frames = max_frames
-        self.name = f"qwen2.5-vl({p.name})"
 
     def ask(self, frames: np.ndarray, fps: float, prompt: str, max_new_tokens: int = 256) -> str:
         import torch
@@ -202,16 +207,7 @@ class Florence2Detector:
     TASK = "<CAPTION_TO_PHRASE_GROUNDING>"
 
     def __init__(self, path: str | Path | None, device: str | None = None):
-        import transformers
-
-        p = _need_dir("florence-2", path)
-        cls = getattr(transformers, "Florence2ForConditionalGeneration", None)
-        if cls is None:  # pragma: no cover
-            raise NotAvailable("florence-2 is not available: this transformers has no Florence2ForConditionalGeneration")
-        self.device = _device(device)
-        self.model = _load("florence-2", p, cls.from_pretrained).to(self.device).eval()
-        self.processor = _load("florence-2", p, transformers.AutoProcessor.from_pretrained)
-        self.name = f"florence-2({p.name})"
+        _load_checkpoint(self, "florence-2", path, device, "Florence2ForConditionalGeneration", "AutoProcessor")
 
     def detect(self, image: np.ndarray, label: str) -> list[tuple[tuple[float, float, float, float], float]]:
         """Boxes (x, y, w, h) for a phrase in one frame, each with a score (Florence-2 gives none: 1.0)."""
@@ -233,13 +229,7 @@ class SiglipScorer:
     name = "siglip"
 
     def __init__(self, path: str | Path | None, device: str | None = None):
-        from transformers import AutoModel, AutoProcessor
-
-        p = _need_dir("siglip", path)
-        self.device = _device(device)
-        self.model = _load("siglip", p, AutoModel.from_pretrained).to(self.device).eval()
-        self.processor = _load("siglip", p, AutoProcessor.from_pretrained)
-        self.name = f"siglip({p.name})"
+        _load_checkpoint(self, "siglip", path, device, "AutoModel", "AutoProcessor")
 
     def score(self, images: list[np.ndarray], text: str) -> np.ndarray:
         import torch
@@ -257,16 +247,7 @@ class Sam2Masker:
     name = "sam2"
 
     def __init__(self, path: str | Path | None, device: str | None = None):
-        import transformers
-
-        p = _need_dir("sam2", path)
-        cls = getattr(transformers, "Sam2Model", None)
-        if cls is None:  # pragma: no cover
-            raise NotAvailable("sam2 is not available: this transformers has no Sam2Model")
-        self.device = _device(device)
-        self.model = _load("sam2", p, cls.from_pretrained).to(self.device).eval()
-        self.processor = _load("sam2", p, transformers.Sam2Processor.from_pretrained)
-        self.name = f"sam2({p.name})"
+        _load_checkpoint(self, "sam2", path, device, "Sam2Model", "Sam2Processor")
 
     def __call__(self, image: np.ndarray, box: tuple[float, float, float, float], hint: np.ndarray | None = None) -> np.ndarray:
         import torch

@@ -11,7 +11,7 @@ every clip's `sources` names the backends that really ran. A stage that fails a 
 `StageError`: the clip is reported with the stage and the reason, and the next clip goes on. The
 result is a list of `ClipAnnotation` documents (annotate/document.py) that the run writes into
 the annotation store (annotate/store.py), from which the training dataset is exported by the one
-writer of that format (annotate/exchange.py -> train.dataset.write_sample).
+writer of that format (annotate/exchange.py -> model.dataset_format.DatasetWriter).
 
 Everything here is a pure function of the video, the captions beside it and the config, so a
 process pool (annotate/run.py) or Ray runs it unchanged.

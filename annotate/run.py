@@ -7,7 +7,7 @@
 - **One writer.** Workers only compute; this process writes every result into the annotation
   store (`<out>/annotations.db`, annotate/store.py), then exports the training dataset from the
   store with `annotate.exchange.export_dataset`, the format's one writer (`<out>/manifest.jsonl`,
-  `<out>/samples/`, loadable by train.dataset.ReactIDDataset).
+  `<out>/samples/`, loadable by model.dataset_format.DatasetReader and train.dataset.ReactIDDataset).
 - **Resumable.** Per video, a status file `<out>/pipeline/videos/<key>.json` records the file's size
   and modification time, the clips stored and the errors. A re-run skips videos whose status says
   done for the same file, and clips the store already holds from the pipeline. `--retry-failed`

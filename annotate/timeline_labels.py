@@ -26,46 +26,14 @@ document (model/timeline.py) requires.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.actions import keyword_action
 from model.timeline import TIME_COMPRESSION, Action, snap_to_grid
 
 from .common import ClipState, SubjectTrack
-
-ACTIONS = ("move_left", "move_right", "move_up", "move_down", "jump", "spin", "grow", "shrink", "stay")
-
-# caption -> action (the world's wording and common synonyms): a specific verb wins over a direction
-_SPECIFIC = {
-    "jump": r"jump\w*|hop\w*|leap\w*|bounc\w*",
-    "spin": r"spin\w*|rotat\w*|twirl\w*|whirl\w*|turns? around|turning around",
-    "grow": r"grow\w*|bigger|larger|expand\w*|swell\w*|enlarg\w*",
-    "shrink": r"shrink\w*|smaller|contract\w*|dwindl\w*",
-    "stay": r"stay\w*|still|rests?|resting|remain\w*|wait\w*|paus\w*|motionless|idle|stands? still",
-}
-_DIRECTION = {
-    "move_left": r"left\w*|west\w*",
-    "move_right": r"right\w*|east\w*",
-    "move_up": r"up|upwards?|ris\w*|ascend\w*|climb\w*",
-    "move_down": r"down|downwards?|sink\w*|sank|descend\w*|fall\w*|fell|drop\w*",
-}
-_SPECIFIC_RE = {k: re.compile(rf"\b(?:{v})\b") for k, v in _SPECIFIC.items()}
-_DIRECTION_RE = {k: re.compile(rf"\b(?:{v})\b") for k, v in _DIRECTION.items()}
-
-
-def caption_action(text: str) -> str | None:
-    """The motion a caption names (None for none or several)."""
-    t = re.sub(r"[^a-z ]+", " ", text.lower())
-    spec = [a for a, rx in _SPECIFIC_RE.items() if rx.search(t)]
-    if len(spec) == 1:
-        return spec[0]
-    if spec:
-        return None
-    dirs = [a for a, rx in _DIRECTION_RE.items() if rx.search(t)]
-    return dirs[0] if len(dirs) == 1 else None
-
 
 @dataclass
 class Candidate:
@@ -290,7 +258,7 @@ class VlmTimelineGenerator:
         out = []
         for it in self.vlm.timeline(clip.frames, clip.fps, track.entity.label):
             f0, f1 = int(round(it["start"] * clip.fps)), int(round(it["end"] * clip.fps))
-            out.append(Candidate(subject_id, f0, f1, it["text"], self.name, caption_action(it["text"])))
+            out.append(Candidate(subject_id, f0, f1, it["text"], self.name, keyword_action(it["text"])))
         return out
 
 
@@ -305,7 +273,7 @@ class MotionFitScorer:
 
     def __call__(self, clip: ClipState, sig: Signals, cand: Candidate) -> float:
         F, H, W = clip.shape
-        action = cand.action or caption_action(cand.text)
+        action = cand.action or keyword_action(cand.text)
         f0, f1 = max(0, cand.start_frame), min(F - 1, cand.end_frame)
         if action is None or f1 - f0 < TIME_COMPRESSION:
             return 0.0
@@ -340,7 +308,7 @@ class MotionGrounder:
 
     def __call__(self, clip: ClipState, sig: Signals, cand: Candidate) -> tuple[int, int] | None:
         F, H, W = clip.shape
-        action = cand.action or caption_action(cand.text)
+        action = cand.action or keyword_action(cand.text)
         if action is None or action in ("stay", "spin"):
             return None
         T = TIME_COMPRESSION
@@ -431,5 +399,5 @@ def default_timeline_stage(captions: dict[str, str], vlm=None, config: MotionCon
     return TimelineStage(gens, [MotionGrounder(cfg)] if grounder else [], MotionFitScorer(cfg))
 
 
-__all__ = ["ACTIONS", "Candidate", "MotionConfig", "MotionFitScorer", "MotionGrounder", "MotionTrackGenerator", "Signals", "TimelineStage",
-           "VlmTimelineGenerator", "caption_action", "default_timeline_stage", "model_cost", "segment_track", "track_signals"]
+__all__ = ["Candidate", "MotionConfig", "MotionFitScorer", "MotionGrounder", "MotionTrackGenerator", "Signals", "TimelineStage",
+           "VlmTimelineGenerator", "default_timeline_stage", "model_cost", "segment_track", "track_signals"]

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 HELD_OUT_SEED = 900_000  # the sprite benchmark's held-out seeds: training clips start at data.seed (1000)
 
@@ -114,10 +115,16 @@ def main() -> int:
     ap.add_argument("--strip", help="write a frame strip PNG (truth above generated) of the first scenes")
     ap.add_argument("--sensitivity", action="store_true", help="also the held-out loss ratio with another scene's timeline")
     ap.add_argument("--no-ceiling", action="store_true")
+    ap.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a world key of the level (YAML value), e.g. duration=4.0 to see whether a level "
+                         "trained on 2 s clips carries over to 4 s")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     world = level_world(args.level)
+    for kv in args.world:
+        key, _, value = kv.partition("=")
+        world[key] = yaml.safe_load(value)
     clips = held_out(args.n, world)
     row = score(args.export, clips, args.steps, args.guidance, args.strip)
     if not args.no_ceiling:

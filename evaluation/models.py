@@ -187,31 +187,27 @@ def load_gme(path, frames_per_video: int = 8) -> Scorer:
 # --------------------------------------------------------------------------------------------
 # NexusScore and NaturalScore: loaders that say what they would need
 # --------------------------------------------------------------------------------------------
-def load_nexus(path) -> Scorer:
-    col, label = "nexus", "Nexus."
-    what = "OpenS2V-Eval's NexusScore models (an open-vocabulary detector and a retrieval embedder)"
-    p, bad = _folder(path, col, label, what)
+def _code_missing(path, column: str, label: str, what: str, missing: str) -> Scorer:
+    """A scorer whose weights may be here but whose code is not part of this project: says which is missing."""
+    p, bad = _folder(path, column, label, what)
     if bad:
         return bad
-    return unavailable(col, label, f"not available: weights found at {p}, but NexusScore's detect-then-retrieve pipeline is not implemented in this project")
+    return unavailable(column, label, f"not available: weights found at {p}, but {missing}")
+
+
+def load_nexus(path) -> Scorer:
+    return _code_missing(path, "nexus", "Nexus.", "OpenS2V-Eval's NexusScore models (an open-vocabulary detector and a retrieval embedder)",
+                         "NexusScore's detect-then-retrieve pipeline is not implemented in this project")
 
 
 def load_natural(path) -> Scorer:
-    col, label = "natural", "Natural."
-    what = "the VLM that rates naturalness 1-5 and OpenS2V-Eval's rating prompt"
-    p, bad = _folder(path, col, label, what)
-    if bad:
-        return bad
-    return unavailable(col, label, f"not available: weights found at {p}, but OpenS2V-Eval's NaturalScore prompt and answer parsing are not implemented in this project")
+    return _code_missing(path, "natural", "Natural.", "the VLM that rates naturalness 1-5 and OpenS2V-Eval's rating prompt",
+                         "OpenS2V-Eval's NaturalScore prompt and answer parsing are not implemented in this project")
 
 
 def load_amt(path) -> Scorer:
-    col, label = "motion_smoothness", "M. Smo."
-    what = "VBench's AMT-S frame-interpolation checkpoint and the AMT code"
-    p, bad = _folder(path, col, label, what)
-    if bad:
-        return bad
-    return unavailable(col, label, f"not available: weights found at {p}, but the AMT network code (not on PyPI) is not part of this project; M. Smo.-flow is reported instead")
+    return _code_missing(path, "motion_smoothness", "M. Smo.", "VBench's AMT-S frame-interpolation checkpoint and the AMT code",
+                         "the AMT network code (not on PyPI) is not part of this project; M. Smo.-flow is reported instead")
 
 
 # --------------------------------------------------------------------------------------------

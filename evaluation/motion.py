@@ -1,14 +1,15 @@
 """Motion Amplitude (OpenS2V-Eval's definition) and Motion Smoothness (VBench's protocol).
 
-Motion Amplitude, as OpenS2V-Eval computes it: every frame is resized to 16 pixels wide (height in
-proportion), turned to grey, OpenCV's Farneback optical flow is computed between consecutive frames, the flow
-maps are averaged over time and the score is the *signed* mean of that average map, over both flow components
-(x and y) and every pixel. So a clip panning right by d px per frame at width W scores about (16 d / W) / 2, the
-same clip panning left scores the negative of that, and a still clip scores 0. The Farneback parameters are
-OpenCV's usual ones (pyr_scale 0.5, 3 levels, window 15, 3 iterations, poly_n 5, poly_sigma 1.2); the resize
-uses INTER_AREA. Those three details (parameters, resize filter, and that every frame is used rather than a
-subsample) could not be checked against OpenS2V-Eval's source here; the definition in the issue (16 px wide,
-Farneback, signed mean) is followed exactly.
+Motion Amplitude, as OpenS2V-Eval computes it (checked against its eval/get_motionscore.py): every frame is
+read in RGB and turned to grey with OpenCV's BGR-to-grey weights (the reference does this, so red and blue weigh
+as each other's weight; kept for exact scores), OpenCV's Farneback flow (pyr_scale 0.5, 3 levels, window 15,
+3 iterations, poly_n 5, poly_sigma 1.2) is computed at full resolution between consecutive frames, every flow map
+is then resized to 16 pixels wide (height in proportion, INTER_AREA; the flow values stay in full-resolution
+pixels), the maps are averaged over time, and the score is the absolute value of the mean of that average map
+over both components (x and y) and every cell. So a clip panning right (or left) by d px per frame scores about
+d / 2, twice the resolution with the same relative motion scores twice as much, and a still clip scores 0.
+`signed_motion_amplitude` is the same number before the absolute value (the issue's "signed mean"); the
+reported metric is the reference's absolute value.
 
 Motion Smoothness, VBench's protocol (which OpenS2V-Eval uses): keep the even frames, interpolate a frame
 between each pair of neighbours, compare each interpolated frame with the real odd frame,
@@ -53,17 +54,23 @@ def farneback(prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
     return cv2.calcOpticalFlowFarneback(prev_gray, next_gray, None, **FARNEBACK)
 
 
-def motion_amplitude(frames: np.ndarray, width: int = AMPLITUDE_WIDTH) -> float:
-    """OpenS2V-Eval's Motion Amplitude of RGB frames uint8 [F, H, W, 3] (signed; 0 for fewer than 2 frames)."""
+def signed_motion_amplitude(frames: np.ndarray, width: int = AMPLITUDE_WIDTH) -> float:
+    """OpenS2V-Eval's Motion Amplitude before its absolute value, of RGB frames uint8 [F, H, W, 3]
+    (0 for fewer than 2 frames)."""
     _need_cv2()
     frames = _check_frames(frames)
     F, H, W, _ = frames.shape
     if F < 2:
         return 0.0
-    h = max(1, int(round(H * width / W)))
-    grey = [cv2.cvtColor(cv2.resize(f, (width, h), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY) for f in frames]
-    flows = np.stack([farneback(a, b) for a, b in zip(grey, grey[1:])])
-    return float(np.mean(np.mean(flows, axis=0)))
+    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]  # the reference's channel order, on RGB input
+    h = int(H * (width / W))  # the reference's rounding (truncation)
+    maps = [cv2.resize(farneback(a, b), (width, max(1, h)), interpolation=cv2.INTER_AREA) for a, b in zip(grey, grey[1:])]
+    return float(np.mean(np.mean(np.stack(maps), axis=0)))
+
+
+def motion_amplitude(frames: np.ndarray, width: int = AMPLITUDE_WIDTH) -> float:
+    """OpenS2V-Eval's Motion Amplitude ("motion_fb") of RGB frames uint8 [F, H, W, 3]: |signed amplitude|."""
+    return abs(signed_motion_amplitude(frames, width))
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,4 +111,4 @@ def motion_smoothness(frames: np.ndarray, interpolate: Interpolator = flow_midpo
     return float((255.0 - np.mean(diffs)) / 255.0)
 
 
-__all__ = ["AMPLITUDE_WIDTH", "FARNEBACK", "farneback", "flow_midpoint", "motion_amplitude", "motion_smoothness"]
+__all__ = ["AMPLITUDE_WIDTH", "FARNEBACK", "farneback", "flow_midpoint", "motion_amplitude", "motion_smoothness", "signed_motion_amplitude"]

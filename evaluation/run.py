@@ -80,6 +80,13 @@ class Results:
             "items": self.items,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Results":
+        """Read back what to_dict wrote (results.json): enough for report.render and report.chart_figure."""
+        t = d.get("tables", {})
+        return cls(d["root"], d["domain_mode"], d.get("models", []), d["columns"], d.get("items", []), d.get("problems", []),
+                   t.get("opens2v", []), t.get("sprite", []), t.get("timeline", []), float(d.get("seconds", 0.0)))
+
     @property
     def evaluated(self) -> int:
         return sum(1 for i in self.items if i["ok"])
@@ -96,11 +103,25 @@ def _finite(x) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def evaluate_sample(sample: Sample, scorers: dict[str, Scorer], domain: str, sprite: bool = True) -> dict:
+def evaluate_sample(sample: Sample, scorers: dict[str, Scorer], domain: str, sprite: bool = True,
+                    progress: Callable[[dict], None] | None = None) -> dict:
+    """Every metric on one clip. `progress` gets a "metric" event before each metric that runs."""
     item = {"method": sample.method, "clip": sample.name, "domain": domain, "ok": True, "notes": list(sample.notes),
             "frames": int(len(sample.frames)), "fps": sample.fps, "raw": {}, "normalised": {}, "details": {}}
-    for col in opens2v.domain_metrics(domain):
+    cols = opens2v.domain_metrics(domain)
+    steps = [scorers[c].label for c in cols if scorers[c].available] + (["sprite and timeline metrics"] if sprite else [])
+    step = 0
+
+    def starting(label: str) -> None:
+        nonlocal step
+        if progress is not None:
+            progress({"event": "metric", "method": sample.method, "clip": sample.name, "metric": label, "done": step, "of": len(steps)})
+        step += 1
+
+    for col in cols:
         sc = scorers[col]
+        if sc.available:
+            starting(sc.label)
         if not sc.available:
             item["raw"][col] = None
             continue
@@ -115,6 +136,7 @@ def evaluate_sample(sample: Sample, scorers: dict[str, Scorer], domain: str, spr
         item["normalised"][col] = opens2v.normalize(col, item["raw"][col])
     item["sprite"] = item["timeline"] = None
     if sprite:
+        starting(steps[-1])
         try:
             sp = evaluate_sprite_sample(sample)
         except ValueError as exc:
@@ -128,9 +150,12 @@ def evaluate_sample(sample: Sample, scorers: dict[str, Scorer], domain: str, spr
 
 
 def evaluate_dir(root: str | Path, *, domain: str = "auto", weights: dict[str, str | None] | None = None, sprite: bool = True,
-                 facesim_dlib: bool = True, exclude: list = (), log: Callable[[str], None] = print) -> Results:
+                 facesim_dlib: bool = True, exclude: list = (), log: Callable[[str], None] = print,
+                 progress: Callable[[dict], None] | None = None) -> Results:
     """Measure every clip under `root` (layout: evaluation/layout.py). Raises LoadError when root is not a
-    folder; every per-clip problem is recorded and the run goes on."""
+    folder; every per-clip problem is recorded and the run goes on. `progress` gets the events of
+    evaluation/progress.py (found, clip, metric, evaluated) as dicts."""
+    emit = progress or (lambda rec: None)
     if domain not in DOMAIN_MODES:
         raise ValueError(f"unknown domain {domain!r}; choose one of {', '.join(DOMAIN_MODES)}")
     t0 = time.perf_counter()
@@ -142,14 +167,19 @@ def evaluate_dir(root: str | Path, *, domain: str = "auto", weights: dict[str, s
     res = Results(str(root), domain, models, {c: s.to_dict() for c, s in scorers.items()}, problems=list(problems))
     for p in problems:
         log(f"  ! {p}")
+    emit({"event": "found", "clips": len(entries), "problems": list(problems)})
     for k, e in enumerate(entries, 1):
+        where = {"method": e.method, "clip": e.name}
+        emit({"event": "clip", **where, "done": k - 1, "of": len(entries)})
         try:
             sample = load_sample(e)
         except LoadError as exc:
             log(f"[{k}/{len(entries)}] {e.method}/{e.name}: skipped: {exc}")
             res.items.append({"method": e.method, "clip": e.name, "domain": None, "ok": False, "notes": [str(exc)], "raw": {}, "normalised": {}, "sprite": None, "timeline": None})
+            emit({"event": "evaluated", **where, "ok": False, "done": k, "of": len(entries)})
             continue
-        item = evaluate_sample(sample, scorers, item_domain(sample, domain), sprite)
+        item = evaluate_sample(sample, scorers, item_domain(sample, domain), sprite, progress)
+        emit({"event": "evaluated", **where, "ok": True, "done": k, "of": len(entries)})
         log(f"[{k}/{len(entries)}] {e.method}/{e.name}: {len(sample.frames)} frames, {item['domain']} domain" + (f" ({len(item['notes'])} note(s))" if item["notes"] else ""))
         for n in item["notes"]:
             log(f"    - {n}")

@@ -35,9 +35,10 @@ def _write(folder: Path, name: str, frames: np.ndarray, clip) -> None:
 
 
 def write_sprite_samples(out: str | Path, n: int = 8, models: dict | None = None, steps: int = 20, guidance: float = 3.0,
-                         world: dict | None = None, seed: int = 0, log: Callable[[str], None] = print) -> Path:
+                         world: dict | None = None, seed: int = 0, log: Callable[[str], None] = print,
+                         progress: Callable[[dict], None] | None = None) -> Path:
     """`models`: method name -> pipeline directory or a loaded ReactIDPipeline. The ground truth is always a
-    method ("ground-truth")."""
+    method ("ground-truth"). `progress` gets a "generated" event (evaluation/progress.py) per generated clip."""
     from train.sprites import WorldConfig, generate_clip
 
     if n < 1:
@@ -47,6 +48,7 @@ def write_sprite_samples(out: str | Path, n: int = 8, models: dict | None = None
     clips = [generate_clip(HELD_OUT_SEED + i, w) for i in range(n)]
     for i, c in enumerate(clips):
         _write(out / "ground-truth", f"scene{i:03d}", c.frames, c)
+    done = 0
     for name, pipe in (models or {}).items():
         if isinstance(pipe, (str, Path)):
             from model.pipeline import ReactIDPipeline
@@ -57,6 +59,9 @@ def write_sprite_samples(out: str | Path, n: int = 8, models: dict | None = None
             frames = pipe(c.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=seed + i, progress=False).frames
             _write(out / name, f"scene{i:03d}", frames, c)
             log(f"{name}: scene{i:03d} ({i + 1}/{n})")
+            if progress is not None:
+                done += 1
+                progress({"event": "generated", "method": name, "clip": f"scene{i:03d}", "done": done, "of": n * len(models)})
     return out
 
 

@@ -133,7 +133,7 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, z_dim: int = 8, width: int = 32, latents_mean: list | None = None, latents_std: list | None = None,
                  scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, linear_path: bool = False, res_blocks: int = 0,
-                 arch: str = "pyramid", decoder_context: int = 0):
+                 arch: str = "pyramid", decoder_context: int = 0, first_frame: str = "own"):
         """linear_path: a linear block-to-latent path (a PCA autoencoder once `init_pca` ran) to which the conv
         stacks add their output through a zero-initialised last layer, so training starts from a colour-true
         reconstruction instead of a grey one. res_blocks: residual blocks after each resolution change of the
@@ -143,8 +143,16 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         come from its latent alone, and a per-group latent keeps little of what changes inside the group: a
         spin comes back as one pose per group, a fast jump as a smear. With neighbours the decoder sees where
         the motion comes from and goes to and can draw the frames in between (Wan's decoder reaches back in
-        time through its feature cache for the same reason); the encoder is unchanged."""
+        time through its feature cache for the same reason); the encoder is unchanged.
+        first_frame: 'own' (Wan's causal layout: the lone first frame has its own encoder and latent space) or
+        'group' (linear arch only: the first frame is encoded as a group of four copies of itself and decoded as
+        the mean of that group's four frames, so every latent frame speaks the same language; a diffusion model
+        that sees the first latent frame on 1/9 of its tokens otherwise draws it badly)."""
         super().__init__()
+        if first_frame not in ("own", "group"):
+            raise ValueError(f"first_frame must be 'own' or 'group', got {first_frame!r}")
+        if first_frame == "group" and arch != "linear":
+            raise ValueError("first_frame 'group' is for arch 'linear' (the PCA autoencoder)")
         if scale_factor_spatial != 8 or scale_factor_temporal != 4:
             raise ValueError("FrameGroupVAE has Wan's layout: x8 space, x4 time")
         if arch not in ("pyramid", "blocks", "linear"):
@@ -204,7 +212,11 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         B, C, F, H, W = x.shape
         if (F - 1) % 4:
             raise ValueError(f"FrameGroupVAE takes 4k+1 frames, got {F}")
-        first = self._enc(getattr(self, "enc_first", None), getattr(self, "lin_first", None), x[:, :, 0])
+        if self.config.first_frame == "group":  # four copies of the first frame through the group path
+            x0 = x[:, :, 0].unsqueeze(2).expand(B, C, 4, H, W).reshape(B, C * 4, H, W)
+            first = self.lin_group.encode(x0)
+        else:
+            first = self._enc(getattr(self, "enc_first", None), getattr(self, "lin_first", None), x[:, :, 0])
         lat = [first.unsqueeze(2)]
         k = (F - 1) // 4
         if k:
@@ -218,7 +230,11 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
 
     def decode(self, z: torch.Tensor, return_dict: bool = True):
         B, Z, Fl, h, w = z.shape
-        frames = [self._dec(getattr(self, "dec_first", None), getattr(self, "lin_first", None), z[:, :, 0]).unsqueeze(2)]
+        if self.config.first_frame == "group":
+            g0 = self.lin_group.decode(z[:, :, 0])  # [B, 12, H, W]: the group's four frames, averaged
+            frames = [g0.reshape(B, 3, 4, *g0.shape[-2:]).mean(2).unsqueeze(2)]
+        else:
+            frames = [self._dec(getattr(self, "dec_first", None), getattr(self, "lin_first", None), z[:, :, 0]).unsqueeze(2)]
         if Fl > 1:
             g = self._dec(getattr(self, "dec_group", None), getattr(self, "lin_group", None), z[:, :, 1:].permute(0, 2, 1, 3, 4).reshape(B * (Fl - 1), Z, h, w),
                           self._group_context(z))  # [B*k, 12, H, W]

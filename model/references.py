@@ -7,6 +7,7 @@ animated GIF is refused with a sentence rather than a traceback.
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 
@@ -97,6 +98,21 @@ def crop_reference(image: Image.Image, size: int) -> Image.Image:
     canvas = Image.new("RGB", (side, side), fill)
     canvas.paste(image.convert("RGB"), ((side - w) // 2, (side - h) // 2))
     return canvas.resize((size, size), Image.BICUBIC)
+
+
+def crop_subject(frame: np.ndarray, mask: np.ndarray, size: int = 32, pad_frac: float = 0.15) -> np.ndarray | None:
+    """Square crop around the mask's bounding box with a margin (edge-padded where it leaves the
+    frame), resized to size x size. None when the mask is empty."""
+    if not mask.any():
+        return None
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    side = int(math.ceil(max(y1 - y0, x1 - x0) * (1 + 2 * pad_frac))) + 2
+    cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
+    top, left = int(round(cy - side / 2.0)), int(round(cx - side / 2.0))
+    padded = np.pad(frame, ((side, side), (side, side), (0, 0)), mode="edge")
+    crop = padded[top + side:top + 2 * side, left + side:left + 2 * side]
+    return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BILINEAR))
 
 
 def reference_to_array(image: Image.Image, size: int) -> np.ndarray:

@@ -40,7 +40,7 @@ MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
     "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
-    "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool",
+    "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool", "reference_null_key",
 )
 
 
@@ -105,7 +105,7 @@ class ReactIDBlock(WanTransformerBlock):
     """A Wan block with the reference injection, mask head and timeline cross-attention added."""
 
     def __init__(self, dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, *, use_reference: bool, use_timeline: bool, mask_head: bool, mask_hidden_dim: int,
-                 timeline_kv: str = "shared"):
+                 timeline_kv: str = "shared", reference_null_key: bool = False):
         super().__init__(dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, None)
         self.heads = num_heads
         self.head_dim = dim // num_heads
@@ -121,6 +121,11 @@ class ReactIDBlock(WanTransformerBlock):
                 self.timeline_to_v = nn.Linear(dim, dim)
                 self.timeline_norm_k = nn.RMSNorm(dim, eps=eps)
         self.mask_head = SubjectMaskHead(num_heads, mask_hidden_dim) if (mask_head and use_reference) else None
+        if self.mask_head is not None and reference_null_key:
+            # A key that belongs to no subject (value 0): with one subject the subjects' shares of the attention
+            # always sum to 1, so without it the mass cannot tell the subject from the background. Zero at
+            # first, i.e. one more logit of 0 beside the references'.
+            self.ref_null_k = nn.Parameter(torch.zeros(num_heads, dim // num_heads))
 
     def init_from_base(self) -> None:
         """New key/value projections start as copies of the text cross-attention's."""
@@ -146,7 +151,7 @@ class ReactIDBlock(WanTransformerBlock):
         return None if b is None else str(getattr(b, "value", b))
 
     def forward(self, hidden_states, encoder_hidden_states, temb, rotary_emb, ref=None, timeline=None):
-        """ref: (features [B,R,dim], token_subject [B,R], S) or None;
+        """ref: ((keys, values) or the reference features [B,R,dim], token_subject [B,R], S) or None;
         timeline: (keys_in [B,L,dim], valid [B,L], cos_q, sin_q, cos_k, sin_k, attn_mask) or None.
         Returns (hidden_states, mask_logits [B,N,S] or None)."""
         if temb.ndim == 4:
@@ -172,7 +177,10 @@ class ReactIDBlock(WanTransformerBlock):
 
         mask_logits = None
         if ref is not None and hasattr(self, "ref_out"):
-            ref_out, mask_logits = self._reference_attention(q, *ref)
+            kv, token_subject, num_subjects = ref
+            if isinstance(kv, torch.Tensor):  # reference features: this block's keys/values are made here, inside its forward (FSDP)
+                kv = self.reference_kv(kv)
+            ref_out, mask_logits = self._reference_attention(q, kv, token_subject, num_subjects)
             hidden_states = hidden_states + self.ref_out(ref_out)
         if timeline is not None and hasattr(self, "timeline_out"):
             hidden_states = hidden_states + self.timeline_out(self._timeline_attention(q, *timeline))
@@ -207,9 +215,13 @@ class ReactIDBlock(WanTransformerBlock):
         onehot = (F.one_hot(token_subject.clamp_min(0), S) * valid.unsqueeze(-1)).to(v.dtype)  # [B, R, S]
         width = -(-(D + S) // 8) * 8
         pad_qk = width - D
+        vp = torch.cat([v, onehot.unsqueeze(2).expand(-1, -1, H, -1)], -1)
+        if hasattr(self, "ref_null_k"):  # the null key: value and subject indicator 0
+            k = torch.cat([k, self.ref_null_k.to(k.dtype).expand(B, 1, H, D)], 1)
+            vp = torch.cat([vp, vp.new_zeros(B, 1, H, D + S)], 1)
+            valid = torch.cat([valid, valid.new_ones(B, 1)], 1)
         qp = F.pad(q, (0, pad_qk))
         kp = F.pad(k, (0, pad_qk))
-        vp = torch.cat([v, onehot.unsqueeze(2).expand(-1, -1, H, -1)], -1)
         vp = F.pad(vp, (0, width - D - S))
         mask = None if bool(valid.all()) else self._additive_mask(valid, q.dtype)
         out = dispatch_attention_fn(qp, kp, vp, attn_mask=mask, dropout_p=0.0, is_causal=False, scale=1.0 / math.sqrt(D), backend=None)
@@ -324,6 +336,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         max_subjects: int = 6,
         max_references_per_subject: int = 4,
         reference_token_pool: int = 1,
+        reference_null_key: bool = False,
     ) -> None:
         if image_dim is not None or added_kv_proj_dim is not None:
             raise ValueError("ReactIDTransformer builds on the text-to-video Wan (no image_dim / added_kv_proj_dim)")
@@ -366,6 +379,7 @@ class ReactIDTransformer(WanTransformer3DModel):
                     inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps,
                     use_reference=use_reference_branch, use_timeline=use_timeline,
                     mask_head=i >= num_layers - n_mask, mask_hidden_dim=mask_hidden_dim, timeline_kv=timeline_kv,
+                    reference_null_key=reference_null_key,
                 )
                 for i in range(num_layers)
             ]
@@ -431,7 +445,7 @@ class ReactIDTransformer(WanTransformer3DModel):
     @staticmethod
     def is_reactid_param(name: str) -> bool:
         parts = name.split(".")
-        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head") for p in parts)
+        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k") for p in parts)
 
     def reactid_config(self) -> dict:
         return {k: self.config[k] for k in REACTID_CONFIG_KEYS}
@@ -450,12 +464,14 @@ class ReactIDTransformer(WanTransformer3DModel):
     # ------------------------------------------------------------------------------------------
     # Reference branch
     # ------------------------------------------------------------------------------------------
-    def encode_references(self, reference_latents: torch.Tensor, reference_subject: torch.Tensor, reference_text: torch.Tensor, num_subjects: int | None = None) -> ReferenceFeatures:
+    def encode_references(self, reference_latents: torch.Tensor, reference_subject: torch.Tensor, reference_text: torch.Tensor, num_subjects: int | None = None,
+                          block_kv: bool = True) -> ReferenceFeatures:
         """Run the reference branch once on clean references.
 
         reference_latents [B, M, C, h, w] (one latent frame per reference image); reference_subject [B, M]
         (subject index per image, -1 = padding); reference_text [B, M, L, text_dim] (the text each
-        reference block cross-attends to: the subject's name)."""
+        reference block cross-attends to: the subject's name). block_kv=False leaves each main block's
+        keys/values of the references to that block's own forward (kv = None)."""
         if not self.config.use_reference_branch:
             raise RuntimeError("this model was built without the reference branch")
         self.reference_branch_calls += 1
@@ -483,6 +499,8 @@ class ReactIDTransformer(WanTransformer3DModel):
             feats.append(f.reshape(B, -1, f.shape[-1]))
         P = feats[0].shape[1] // M
         token_subject = reference_subject.view(B, M, 1).expand(B, M, P).reshape(B, M * P)
+        if not block_kv:
+            return ReferenceFeatures(feats, token_subject, S, None)
         n_ref, n = len(self.ref_blocks), len(self.blocks)
         kv = [blk.reference_kv(feats[min(n_ref - 1, j * n_ref // n)]) for j, blk in enumerate(self.blocks)]
         return ReferenceFeatures(feats, token_subject, S, kv)
@@ -616,10 +634,14 @@ class ReactIDTransformer(WanTransformer3DModel):
         reference_features: ReferenceFeatures | None = None,
         timeline: TimelineConditioning | None = None,
         subject_masks: torch.Tensor | None = None,
+        references: tuple | None = None,
     ):
         """Like Wan's forward, plus:
 
         reference_features: from `encode_references` (compute once per generation, reuse every step);
+        references: instead of reference_features, the arguments of `encode_references` (latents, subject,
+        text, num_subjects): the branch then runs inside this forward. Training under FSDP needs that: a
+        sharded module's parameters are gathered only inside its forward;
         timeline: a `TimelineConditioning`; subject_masks: [B, S, N] per-token subject probabilities that
         set the subject labels (ground truth in training, the previous step's prediction at inference;
         None = no binding yet). Returns `ReactIDTransformerOutput(sample, mask_logits [B, S, N])`.
@@ -646,6 +668,8 @@ class ReactIDTransformer(WanTransformer3DModel):
         timestep_proj = timestep_proj.unflatten(2 if ts_seq_len is not None else 1, (6, -1))
 
         ref_inputs = None
+        if references is not None and reference_features is None and self.config.use_reference_branch:
+            reference_features = self.encode_references(*references, block_kv=False)
         if reference_features is not None and self.config.use_reference_branch:
             if reference_features.features[0].shape[0] != B:
                 reference_features = reference_features.repeat(B // reference_features.features[0].shape[0])
@@ -666,7 +690,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         for j, block in enumerate(self.blocks):
             ref = None
             if ref_inputs is not None:
-                kv = ref_inputs.kv[j] if ref_inputs.kv is not None else block.reference_kv(ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))])
+                kv = ref_inputs.kv[j] if ref_inputs.kv is not None else ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))]
                 ref = (kv, ref_inputs.token_subject, ref_inputs.num_subjects)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 x, ml = self._gradient_checkpointing_func(block, x, ctx, timestep_proj, rotary_emb, ref, tl_inputs)

@@ -1,8 +1,16 @@
 """Generation: settings, Generate / Cancel / re-roll a segment, the outputs, and loading a past run.
 
 One GPU job at a time: every event that runs the model shares the queue's concurrency id "gpu" with a
-limit of 1. Cancel bypasses the queue, sets the session's cancel event (the pipeline stops at the next
-step) and cancels the pending Gradio event.
+limit of 1. Cancel bypasses the queue and sets the session's cancel event (the pipeline stops at the next
+step); the status says "Cancelling…" at once.
+
+The status must end in the run's final state. The run's own reply (its last output) and the Cancel click's
+reply travel separately (the queue's event stream and a plain HTTP reply), so the page may receive them in
+either order: when "Cancelling…" arrived last, it stayed (issue 11). So Cancel has a second step, chained
+after the first (`.then`, so its reply always comes after "Cancelling…"): it waits until the cancelled run
+has ended and shows the final status the run recorded, the same text the run's own reply carries. Whichever
+of the two arrives last, the status ends as "Cancelled at step k/n: …" (or the run's result, when it had
+finished before the cancel reached it).
 """
 
 from __future__ import annotations
@@ -31,31 +39,64 @@ class UserError(ValueError):
     """A problem with the user's input, shown as it is."""
 
 
+class _Run:
+    """One generation of one session: its cancel event, the last step done, and its final status once it ended."""
+
+    def __init__(self, run_id: int):
+        self.id = run_id
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+        self.step: tuple[int, int] | None = None  # (done, total) of the last denoising step
+        self.status: str | None = None
+        self.ended = 0.0
+
+
+CANCEL_WAIT_SECONDS = 600.0  # how long Cancel's second step waits for the run to stop (one step of a large model on a CPU)
+FORGET_RUNS_AFTER_SECONDS = 3600.0
+
+
 class CancelRegistry:
-    """One cancel event per browser session (Gradio's session hash)."""
+    """The current (or last) run of each browser session (Gradio's session hash)."""
 
     def __init__(self):
-        self._events: dict[str, threading.Event] = {}
+        self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
+        self._ids = 0
 
-    def start(self, session: str) -> threading.Event:
-        event = threading.Event()
+    def start(self, session: str) -> _Run:
+        now = time.monotonic()
         with self._lock:
-            self._events[session] = event
-        return event
+            self._ids += 1
+            run = _Run(self._ids)
+            for key in [k for k, r in self._runs.items() if r.done.is_set() and now - r.ended > FORGET_RUNS_AFTER_SECONDS]:
+                del self._runs[key]
+            self._runs[session] = run
+        return run
 
-    def cancel(self, session: str) -> bool:
+    def cancel(self, session: str) -> _Run | None:
+        """Ask the session's running generation to stop; the run, or None when nothing is running."""
         with self._lock:
-            event = self._events.get(session)
-        if event is None:
-            return False
-        event.set()
-        return True
+            run = self._runs.get(session)
+        if run is None or run.done.is_set():
+            return None
+        run.cancel.set()
+        return run
 
-    def finish(self, session: str, event: threading.Event) -> None:
+    def finish(self, run: _Run, status: str | None) -> None:
+        """The run has ended, and `status` is what its own reply shows."""
+        run.status = status
+        run.ended = time.monotonic()
+        run.done.set()
+
+    def final_status(self, session: str, run_id: int, timeout: float = CANCEL_WAIT_SECONDS) -> str | None:
+        """Wait until run `run_id` of `session` has ended; its final status (None if it did not end in time)."""
         with self._lock:
-            if self._events.get(session) is event:
-                del self._events[session]
+            run = self._runs.get(session)
+        if run is None or run.id != run_id:
+            return None  # a newer run replaced it, so it ended long ago and showed its own status
+        if not run.done.wait(timeout):
+            return None
+        return run.status
 
 
 RUN_MAX_AGE_HOURS = 24.0  # generated videos older than this are deleted (a shared server must not fill its disk)
@@ -200,27 +241,42 @@ class GeneratePanel:
 
     def _execute(self, req: GenerationRequest, settings: dict, burn: bool, hist: list, request, progress, note: str = "") -> list:
         session = _session(request)
-        event = self.cancels.start(session)
+        run = self.cancels.start(session)
+        outputs = None
+        try:
+            outputs = self._generate(run, session, req, settings, burn, hist, progress, note)
+            return outputs
+        finally:  # before the reply leaves: Cancel's second step shows this same final status
+            ended = outputs[4] if outputs is not None and isinstance(outputs[4], str) else "The run stopped with an error (see the message)."
+            self.cancels.finish(run, ended)
+
+    @staticmethod
+    def _cancelled_message(run: _Run) -> str:
+        if run.step is None or run.step[0] == 0:
+            return "Cancelled before the first denoising step: no video was made."
+        done, total = run.step
+        return f"Cancelled at step {done}/{total}: no video was made."
+
+    def _generate(self, run: _Run, session: str, req: GenerationRequest, settings: dict, burn: bool, hist: list, progress, note: str) -> list:
         t0 = time.perf_counter()
         progress(0.0, desc="Preparing the references and the timeline…")
 
         def on_step(done, total, segment, n_segments):
+            run.step = (done, total)
             desc = f"Denoising step {done}/{total}" + (f" (segment {segment + 1}/{n_segments})" if n_segments > 1 else "")
             progress((done, total), desc=desc, unit="steps")
 
         try:
-            out = self.engine.generate(req, cancel_event=event, on_step=on_step)
+            out = self.engine.generate(req, cancel_event=run.cancel, on_step=on_step)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message; the server keeps serving
             from model.pipeline import GenerationCancelled
 
-            if isinstance(exc, GenerationCancelled) or event.is_set():
-                return self._fail("Generation cancelled.")
+            if isinstance(exc, GenerationCancelled) or run.cancel.is_set():
+                return self._fail(self._cancelled_message(run))
             if isinstance(exc, (TimelineError, ReferenceError, ValueError, EngineUnavailable)):
                 return self._fail(f"Not generated: {exc}")
             log.error("generation failed:\n%s", traceback.format_exc())
             return self._fail(f"Generation failed ({type(exc).__name__}: {exc}). The studio is still running; try again or change the settings.")
-        finally:
-            self.cancels.finish(session, event)
         seconds = time.perf_counter() - t0
         progress(1.0, desc="Writing the videos…")
         run_id = history.next_id(hist)
@@ -298,9 +354,19 @@ class GeneratePanel:
         return self._execute(req, settings, run.settings.get("burn_captions", True), hist, request, progress, note=note)
 
     def cancel(self, request: gr.Request = None):
-        if self.cancels.cancel(_session(request)):
-            return "Cancelling… the model stops at the next step."
-        return "Nothing is running."
+        """Cancel's first step: stop the session's run at its next step. Returns the status and the run's id
+        (for the second step; None when nothing was running)."""
+        run = self.cancels.cancel(_session(request))
+        if run is None:
+            return "Nothing is running.", None
+        return "Cancelling… the model stops at the next step.", run.id
+
+    def cancel_outcome(self, run_id, request: gr.Request = None):
+        """Cancel's second step, chained after the first: once the cancelled run has ended, its final status."""
+        if run_id is None:
+            return gr.skip()
+        status = self.cancels.final_status(_session(request), int(run_id))
+        return gr.skip() if status is None else status
 
     # ---- wiring ------------------------------------------------------------------------------------
     def outputs(self, hist: history.HistoryPanel) -> list:
@@ -315,7 +381,10 @@ class GeneratePanel:
         self.reroll_btn.click(
             self.reroll, [self.current_run, self.reroll_segment, self.seed, self.randomize, hist.state], self.outputs(hist), api_name="reroll_segment", **gpu
         )
-        self.cancel_btn.click(self.cancel, None, [self.status], queue=False, api_name="cancel", show_progress="hidden")
+        cancelled_run = gr.State(None)
+        self.cancel_btn.click(self.cancel, None, [self.status, cancelled_run], queue=False, api_name="cancel", show_progress="hidden").then(
+            self.cancel_outcome, [cancelled_run], [self.status], queue=False, show_progress="hidden", api_visibility="private"
+        )
 
         players = [self.video, self.captioned, self.masks, self.legend, self.current_run, self.reroll_segment, self.reroll_btn, self.status]
 

@@ -154,7 +154,7 @@ class ReviewContext:
     def import_folder(self, folder: str, annotator: str) -> str:
         """Bring a dataset or a pipeline output folder (`python -m annotate run ... --out DIR`) into the store."""
         from annotate.exchange import import_dataset
-        from train.dataset import MANIFEST
+        from model.dataset_format import MANIFEST
 
         why = import_disabled()
         if why:

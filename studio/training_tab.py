@@ -13,7 +13,9 @@
   so a reloaded page or a second browser tab shows the same job.
 - Checkpoints: listed; "Generate a sample" exports one (train/checkpoints.py) and renders a held-out sprite
   scene with it; "Use in the Generate tab" swaps the studio's model; "Save now" asks the job for a checkpoint.
-- Evaluate: evaluation/ on a checkpoint's samples (or any folder in its layout).
+- Evaluate: evaluation/ on a checkpoint's samples (or any folder in its layout), as a background process
+  (evaluation/jobs.py) with a progress bar and Cancel; its table and chart appear when it ends, also in a page
+  opened (or reloaded) later.
 
 Threads: training processes get their own thread count (the form's "threads per process"); while a job runs,
 the studio's own torch work (generation, evaluation) uses the cores left over (docs/TRAINING.md).
@@ -22,6 +24,8 @@ the studio's own torch work (generation, evaluation) uses the cores left over (d
 from __future__ import annotations
 
 import copy
+import html
+import json
 import os
 import shutil
 import tempfile
@@ -34,6 +38,7 @@ import gradio as gr
 import numpy as np
 import yaml
 
+from evaluation.jobs import EvalJob, EvalJobError, EvalJobManager
 from train.config import PRESETS_DIR, ConfigError, load_config
 from train.jobs import Job, JobError, JobManager, tail
 from train.launch import ACCELERATE_CONFIGS, LaunchError, LaunchOptions, build_command, command_text, machine_problems
@@ -173,12 +178,14 @@ def _int_or_none(x) -> int | None:
 # The tab
 # --------------------------------------------------------------------------------------------------
 class TrainingTab:
-    def __init__(self, engine=None, workdir: str | Path | None = None, jobs: JobManager | None = None, dataset_roots: list | None = None):
+    def __init__(self, engine=None, workdir: str | Path | None = None, jobs: JobManager | None = None, dataset_roots: list | None = None,
+                 eval_jobs: EvalJobManager | None = None):
         self.engine = engine
         self.workdir = Path(workdir or DEFAULT_WORKDIR).resolve()
         self.media = self.workdir / "training" / "media"
         self.media.mkdir(parents=True, exist_ok=True)
         self.jobs = jobs or JobManager(self.workdir / "training")
+        self.eval_jobs = eval_jobs or EvalJobManager(self.workdir / "training")
         self.dataset_roots = dataset_roots if dataset_roots is not None else [ROOT / "data", ROOT / "datasets", ROOT / "runs", self.workdir / "datasets"]
         self.cores = available_cores()
         self._pipes: dict[str, Any] = {}
@@ -341,20 +348,26 @@ class TrainingTab:
             return f"{exc}"
         return f"asked the job to save a checkpoint after its current step; it will be kept as `checkpoints/step-N.pt` in `{job.run_dir}`."
 
+    @staticmethod
+    def training_threads(job: Job | None) -> int:
+        """Threads the job's training processes use together (0: no job running)."""
+        if job is None or not job.alive:
+            return 0
+        procs = 1
+        try:
+            i = job.argv.index("--num_processes")
+            procs = int(job.argv[i + 1])
+        except (ValueError, IndexError):
+            if "cpu_multiprocess" in " ".join(job.argv) or "cpu_fsdp" in " ".join(job.argv):
+                procs = 2
+        return (job.threads or 1) * procs
+
     def split_threads(self, job: Job | None) -> None:
         """While a job runs, the studio's own torch work gets the cores the training processes leave."""
         import torch
 
         if job is not None and job.alive:
-            procs = 1
-            try:
-                i = job.argv.index("--num_processes")
-                procs = int(job.argv[i + 1])
-            except (ValueError, IndexError):
-                if "cpu_multiprocess" in " ".join(job.argv):
-                    procs = 2
-            train_threads = (job.threads or 1) * procs
-            want = max(1, self.cores - train_threads)
+            want = max(1, self.cores - self.training_threads(job))
             if self._threads_before is None:
                 self._threads_before = torch.get_num_threads()
             if torch.get_num_threads() != want:
@@ -428,8 +441,6 @@ class TrainingTab:
         bucket = None if step is None else (recs[-1].get("phase"), int(20 * step / max(1, job.total_steps or 1)))
         if (view.get("job") != job.id or view.get("bucket") != bucket) and (Path(job.run_dir) / "curriculum.json").is_file():
             try:
-                import json
-
                 desc = json.loads((Path(job.run_dir) / "curriculum.json").read_text())
                 from train.overview import observed_inter_share
 
@@ -537,10 +548,8 @@ class TrainingTab:
             raise UserError(str(exc)) from None
 
     @staticmethod
-    def _sample_world(info: dict, pipe) -> dict:
-        """The sprite world the checkpoint's run trained on (its config.json), at the pipeline's size."""
-        import json
-
+    def _sample_world(info: dict) -> dict:
+        """The sprite world the checkpoint's run trained on (its config.json), at the exported pipeline's size."""
         world = {"duration": 4.0, "max_subjects": 2, "max_actions": 3}
         src = Path(info["path"]).parent.parent / "config.json"
         try:
@@ -549,7 +558,13 @@ class TrainingTab:
                 world = dict(data["world"])
         except (OSError, ValueError):
             pass
-        return {**world, "height": int(pipe.default_height), "width": int(pipe.default_width)}
+        from model.pipeline import PIPELINE_CONFIG
+
+        try:
+            pc = json.loads((Path(info["path"]) / PIPELINE_CONFIG).read_text())
+        except (OSError, ValueError):
+            pc = {}
+        return {**world, "height": int(pc.get("default_height", 64)), "width": int(pc.get("default_width", 64))}
 
     def _pipeline(self, path: str):
         from model.pipeline import ReactIDPipeline
@@ -569,7 +584,7 @@ class TrainingTab:
                 return None, f"a run on Wan weights exports ReactID weights: `{info['path']}`. Generate with `python app.py --model <Wan dir> --reactid-checkpoint {info['path']}` on a GPU machine."
             pipe = self._pipeline(info["path"])
             h, w = int(pipe.default_height), int(pipe.default_width)
-            clip = generate_clip(900_000, WorldConfig.from_kwargs(**self._sample_world(info, pipe)))  # a held-out seed (evaluation/)
+            clip = generate_clip(900_000, WorldConfig.from_kwargs(**self._sample_world(info)))  # a held-out seed (evaluation/)
             refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
             out = pipe(clip.timeline, refs, num_inference_steps=int(steps or 20), guidance_scale=3.0, seed=0, progress=False)
             video = self.media / f"sample-{Path(info['path']).name}-{int(time.time())}.mp4"
@@ -615,53 +630,99 @@ class TrainingTab:
         self._original_model = None
         return f"The Generate tab uses {name} again."
 
-    def evaluate(self, checkpoint: str, scenes=4, steps=20, folder: str = ""):
-        """evaluation/ on a folder: the given one, else held-out sprite scenes generated by the checkpoint (and
-        their ground truth). Returns (tables, chart, message)."""
-        from evaluation.layout import LoadError
-        from evaluation.report import chart_figure, render, write_files
-        from evaluation.run import evaluate_dir
-
+    # ---- evaluation (a background job: evaluation/jobs.py) ---------------------------------------------
+    def start_eval(self, checkpoint: str, scenes=4, steps=20, folder: str = "") -> str:
+        """Start evaluation/ on a folder: the given one, else held-out sprite scenes that the job renders with the
+        checkpoint (beside their ground truth). Returns the message; the progress, table and chart follow in
+        eval_view."""
         try:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            threads = max(1, self.cores - self.training_threads(self.jobs.current()))  # the cores training leaves
             if folder and folder.strip():
-                root = Path(folder.strip()).expanduser()
+                root = Path(folder.strip()).expanduser().resolve()
                 if not root.is_dir():
                     raise UserError(f"evaluation folder not found: {root}")
-                out = self.workdir / "training" / "eval" / f"{root.name}-{int(time.time())}"
+                job_dir = self.workdir / "training" / "eval" / f"{root.name}-{stamp}"
+                job = self.eval_jobs.start(job_dir, root, label=f"folder {root}", threads=threads)
             else:
-                from evaluation.sprite_samples import write_sprite_samples
-
-                info = self._export(checkpoint)
-                if info["kind"] != "pipeline":
-                    raise UserError("a Wan-based run's samples are generated on a GPU machine; give their folder in 'Evaluate a folder instead'")
                 n = _int_or_none(scenes) or 4
                 if not 1 <= n <= 64:
                     raise UserError("scenes: between 1 and 64")
-                pipe = self._pipeline(info["path"])
-                base = Path(info["path"]).parent.parent / "eval" / Path(info["path"]).name
-                root = base / "samples"
-                shutil.rmtree(root, ignore_errors=True)
-                world = self._sample_world(info, pipe)
-                write_sprite_samples(root, n, {f"step-{info['step']}": pipe}, steps=_int_or_none(steps) or 20, guidance=3.0, world=world, log=lambda s: None)
-                out = base / "results"
-            logs: list[str] = []
-            res = evaluate_dir(root, exclude=[out], log=logs.append)
-            paths = write_files(res, out)
-        except UserError as exc:
-            return "", gr.skip(), f"Warning: {exc}"
-        except LoadError as exc:
-            return "", gr.skip(), f"Warning: {exc}"
-        except Exception as exc:  # noqa: BLE001 - the studio stays up and says what failed
-            return "", gr.skip(), f"Warning: evaluation failed: {exc.__class__.__name__}: {exc}"
+                if self.eval_jobs.running() is not None:  # before the export, which takes a while
+                    raise UserError("an evaluation is already running; one at a time: cancel it or wait. Nothing was started.")
+                info = self._export(checkpoint)
+                if info["kind"] != "pipeline":
+                    raise UserError("a Wan-based run's samples are generated on a GPU machine; give their folder in 'Evaluate a folder instead'")
+                job_dir = Path(info["path"]).parent.parent / "eval" / f"{Path(info['path']).name}-{stamp}"
+                job = self.eval_jobs.start(job_dir, job_dir / "samples", label=f"checkpoint step {info['step']}", threads=threads, scenes=n,
+                                           models={f"step-{info['step']}": info["path"]}, steps=_int_or_none(steps) or 20, guidance=3.0,
+                                           world=self._sample_world(info))
+        except (UserError, EvalJobError) as exc:
+            return f"Warning: {exc}"
+        return f"started the evaluation of {job.label} ({threads} thread{'s' if threads != 1 else ''}); files in `{job.job_dir}`."
+
+    def cancel_eval(self) -> str:
+        try:
+            job = self.eval_jobs.cancel()
+        except EvalJobError as exc:
+            return f"{exc}"
+        return f"cancelled the evaluation of {job.label} after {(job.ended or time.time()) - job.started:.0f} s; every process it started has ended."
+
+    @staticmethod
+    def progress_html(job: EvalJob | None, prog) -> str:
+        if job is None:
+            return "<div class='rt-eval-progress'>No evaluation yet.</div>"
+        frac = 1.0 if job.state == "finished" else prog.fraction
+        words = {"running": prog.text, "cancelling": "cancelling…", "finished": prog.text, "cancelled": "cancelled", "failed": "failed"}[job.state]
+        elapsed = (job.ended or time.time()) - job.started
+        return (f"<div class='rt-eval-progress' data-state='{job.state}'><progress value='{frac:.3f}' max='1' style='width:100%'></progress>"
+                f"<div>{frac:.0%} · {html.escape(words)} · {html.escape(job.label)} · {elapsed:.0f} s</div></div>")
+
+    def eval_result(self, job: EvalJob) -> tuple[str, Any, str]:
+        """(tables, chart or None, message) of an ended job."""
+        from evaluation.report import chart_figure, render
+        from evaluation.run import Results
+
+        if job.state == "cancelled":
+            return "", None, f"the evaluation of {job.label} was cancelled; its partial files are in `{job.job_dir}`."
+        path = job.results_dir / "results.json"
+        try:
+            res = Results.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError) as exc:
+            return "", None, f"Warning: the evaluation of {job.label} failed: {job.message or exc}"
         failed = [i for i in res.items if not i["ok"]]
-        msg = [f"{res.evaluated} of {len(res.items)} clip(s) evaluated in {res.seconds:.1f} s from `{root}`. Files: `{paths['json'] if 'json' in paths else out}`."]
+        msg = [f"{res.evaluated} of {len(res.items)} clip(s) evaluated in {res.seconds:.1f} s from `{res.root}`. Files: `{path}` (and the CSV files, "
+               f"comparison.html beside it)."]
+        if job.state == "failed":
+            msg.insert(0, f"Warning: {job.message}")
         if failed:
             msg.append("**Not evaluated:**\n" + "\n".join(f"- {i['method']}/{i['clip']}: {i['notes'][0] if i['notes'] else 'unknown reason'}" for i in failed))
         if res.problems:
             msg.append("**Skipped files:**\n" + "\n".join(f"- {p}" for p in res.problems))
         if not res.items:
             msg.append("Warning: no clip found: the folder needs <clip>.mp4 with <clip>.json (docs/EVALUATION.md).")
-        return render(res), (chart_figure(res) if res.evaluated else gr.skip()), "\n\n".join(msg)
+        return render(res), (chart_figure(res) if res.evaluated else None), "\n\n".join(msg)
+
+    def eval_view(self, view: dict | None):
+        """The evaluation part of the page (timer and page load): progress while the job runs, then its table,
+        chart and message, once per job (a reloaded page starts with an empty view, so it gets them again)."""
+        view = dict(view or {})
+        job = self.eval_jobs.current()
+        skip = gr.skip()
+        if job is None:
+            return (self.progress_html(None, None) if view.get("job") != "none" else skip), skip, skip, skip, {"job": "none"}
+        prog = self.eval_jobs.progress(job)
+        sig = [job.id, job.state, round(prog.fraction, 3), prog.text, int(time.time() - job.started) if job.alive else None]
+        bar = self.progress_html(job, prog) if view.get("sig") != sig else skip
+        table = plot = msg = skip
+        if not job.alive and view.get("shown") != job.id:
+            text, chart, msg = self.eval_result(job)
+            table, plot = text, chart
+            view["shown"] = job.id
+        elif job.alive and view.get("job") != job.id:
+            table, plot, msg = "", None, f"evaluating {job.label}; the table and chart appear when it ends. Files in `{job.job_dir}`."
+        view.update({"job": job.id, "sig": sig})
+        return bar, msg, table, plot, view
 
     # ---- UI ------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -739,10 +800,14 @@ class TrainingTab:
                 ev_scenes = gr.Number(value=4, precision=0, minimum=1, maximum=64, label="Scenes", scale=1)
                 ev_folder = gr.Textbox(value="", label="Evaluate a folder instead (optional)", scale=3, elem_id="rt-train-eval-folder")
                 ev_btn = gr.Button("Evaluate", scale=1, elem_id="rt-train-evaluate")
+                ev_cancel = gr.Button("Cancel", variant="stop", scale=1, elem_id="rt-train-eval-cancel")
+            ev_start_msg = gr.Markdown("", elem_id="rt-train-eval-start-msg")
+            ev_progress = gr.HTML(self.progress_html(None, None), elem_id="rt-train-eval-progress")
             ev_msg = gr.Markdown("", elem_id="rt-train-eval-msg")
             ev_table = gr.Textbox(label="Tables", lines=12, interactive=False, elem_id="rt-train-eval-table")
             ev_plot = gr.Plot(label="Comparison", elem_id="rt-train-eval-plot")
         view = gr.State({})
+        ev_view = gr.State({})
         timer = gr.Timer(1.0)
 
         # ---- wiring ----
@@ -780,16 +845,23 @@ class TrainingTab:
         stop_btn.click(self.stop, None, [run_msg], api_name="train_stop", **fast)
         save_now_btn.click(self.save_now, None, [run_msg], api_name="train_save_now", **fast)
         outs = [status, log_box, loss_plot, ck_table, ck_pick, sched_plot, inter_plot, view]
-        timer.tick(self.tick, [view], outs, api_name="train_tick", **fast)
+        ev_outs = [ev_progress, ev_msg, ev_table, ev_plot, ev_view]
+
+        def tick_all(v, ev):  # one event per second for both jobs: a loaded machine feels every extra request
+            return (*self.tick(v), *self.eval_view(ev))
+
+        timer.tick(tick_all, [view, ev_view], outs + ev_outs, api_name="train_tick", **fast)
         gen_btn.click(self.generate_sample, [ck_pick, sample_steps], [sample_video, ck_msg], api_name="train_generate_sample")
         use_btn.click(self.use_in_generate, [ck_pick], [ck_msg], api_name="train_use_checkpoint").success(None, None, None, js=SWITCH_TO_GENERATE_JS)
         restore_btn.click(self.restore_model, None, [ck_msg], **fast)
-        ev_btn.click(self.evaluate, [ck_pick, ev_scenes, sample_steps, ev_folder], [ev_table, ev_plot, ev_msg], api_name="train_evaluate")
+        ev_btn.click(self.start_eval, [ck_pick, ev_scenes, sample_steps, ev_folder], [ev_start_msg], api_name="train_evaluate", concurrency_limit=1,
+                     concurrency_id="eval-job", show_progress="hidden")
+        ev_cancel.click(self.cancel_eval, None, [ev_start_msg], api_name="train_eval_cancel", **fast)
         from gradio.context import Context
 
         root = Context.root_block
         if root is not None:  # re-attach at once on (re)load, not one timer period later, with the job's own config
-            root.load(self.tick, [view], outs, **fast)
+            root.load(tick_all, [view, ev_view], outs + ev_outs, **fast)
             root.load(lambda: self.job_config(len(fields)), None, [config, config_msg, command] + fields, **fast)
 
 

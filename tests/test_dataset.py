@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from model.dataset_format import MANIFEST, collate, read_video_frames
 from train.curriculum import Curriculum, CurriculumConfig
-from train.dataset import (
-    MANIFEST,
-    ReactIDDataset,
-    collate,
-    main,
-    read_video_frames,
-    sample_seed,
-    write_sprite_dataset,
-)
+from train.dataset import ReactIDDataset, main, sample_seed, write_sprite_dataset
 from train.sprites import WorldConfig, generate_clip
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from PIL import Image
 from evaluation import opens2v
 from evaluation.layout import discover, load_sample
 from evaluation.models import load_aesthetic, load_amt, load_facesim, load_gme, load_natural, load_nexus, weight_paths
-from evaluation.motion import motion_amplitude, motion_smoothness
+from evaluation.motion import motion_amplitude, motion_smoothness, signed_motion_amplitude
 from evaluation.run import evaluate_dir
 from evaluation.sample import Sample
 from evaluation.timeline_metrics import timeline_score
@@ -129,32 +129,44 @@ def test_v11_normalisation():
 # Motion Amplitude and Motion Smoothness on clips with known motion
 # --------------------------------------------------------------------------------------------
 def translating(dx: float, dy: float, F: int = 17, H: int = 72, W: int = 96) -> np.ndarray:
-    """A smooth pattern sliding dx, dy pixels per frame (right, down positive). 72 x 96 resizes to exactly 12 x 16."""
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    """A camera window of H x W sliding dx, dy pixels per frame (right, down positive) over a textured canvas
+    (blurred noise at a scale proportional to W, so a larger frame is the same scene at a higher resolution)."""
+    import cv2
+
+    scale = W / 96.0
+    pad = int(abs(dx) * F + abs(dy) * F) + 2
+    rng = np.random.default_rng(7)
+    small = rng.random((int((H + 2 * pad) / scale / 3) + 2, int((W + 2 * pad) / scale / 3) + 2)).astype(np.float32)
+    canvas = cv2.resize(small, (W + 2 * pad, H + 2 * pad), interpolation=cv2.INTER_CUBIC)
+    canvas = cv2.GaussianBlur(canvas, (0, 0), 1.5 * scale)
+    canvas = (canvas - canvas.min()) / (canvas.max() - canvas.min()) * 200 + 28
     out = []
     for f in range(F):
-        scale = W / 96.0
-        v = 127 + 60 * np.sin(2 * np.pi * (xx - dx * f) / (48 * scale)) + 60 * np.cos(2 * np.pi * (yy - dy * f) / (40 * scale))
-        out.append(np.repeat(v[..., None], 3, -1).clip(0, 255).astype(np.uint8))
+        # the frame at time f shows the canvas shifted by (dx, dy) * f: content moves right/down
+        m = np.float32([[1, 0, pad + dx * f], [0, 1, pad + dy * f]])
+        frame = cv2.warpAffine(canvas, m, (W + 2 * pad, H + 2 * pad), flags=cv2.INTER_LINEAR)[pad:pad + H, pad:pad + W]
+        out.append(np.repeat(frame[..., None], 3, -1).clip(0, 255).astype(np.uint8))
     return np.stack(out)
 
 
 @pytest.mark.parametrize("dx,dy", [(2, 0), (4, 0), (-3, 0), (0, 3), (0, -2), (2, 2)])
 def test_motion_amplitude_of_a_known_translation(dx, dy):
-    W = 96
-    # at 16 px wide the motion is d * 16 / W pixels per frame; the score averages the x and y flow components
-    expected = (dx + dy) * 16 / W / 2
-    got = motion_amplitude(translating(dx, dy, W=W))
-    assert got == pytest.approx(expected, rel=0.1, abs=0.005)
+    # OpenS2V-Eval measures the flow at full resolution (pixels per frame) and only then shrinks the flow map to
+    # 16 px wide; the score averages the x and y components and takes the absolute value
+    got = signed_motion_amplitude(translating(dx, dy))
+    # Farneback under-reads larger shifts a little; the old reading (frames shrunk first) would give 6x less
+    assert got == pytest.approx((dx + dy) / 2, rel=0.25, abs=0.02)
+    assert motion_amplitude(translating(dx, dy)) == pytest.approx(abs(got))
 
 
-def test_motion_amplitude_is_signed_zero_when_still_and_resolution_free():
-    assert abs(motion_amplitude(translating(0, 0))) < 1e-3
-    right, left = motion_amplitude(translating(3, 0)), motion_amplitude(translating(-3, 0))
-    assert right > 0.2 and left == pytest.approx(-right, rel=0.05)
-    # the same motion at twice the resolution (twice the pixels per frame) has the same amplitude: frames are
-    # measured at 16 px wide
-    assert motion_amplitude(translating(4, 0, H=144, W=192)) == pytest.approx(motion_amplitude(translating(2, 0)), rel=0.05)
+def test_motion_amplitude_is_zero_when_still_and_scales_with_resolution():
+    assert motion_amplitude(translating(0, 0)) < 1e-3
+    right, left = signed_motion_amplitude(translating(3, 0)), signed_motion_amplitude(translating(-3, 0))
+    assert right > 1.1 and left < -1.1  # the sign follows the direction
+    assert motion_amplitude(translating(-3, 0)) == pytest.approx(-left)
+    # the same relative motion at twice the resolution is twice the pixels per frame, and the reference does not
+    # normalise by size
+    assert motion_amplitude(translating(4, 0, H=144, W=192)) == pytest.approx(2 * motion_amplitude(translating(2, 0)), rel=0.1)
     assert motion_amplitude(translating(2, 0)[:1]) == 0.0
 
 
@@ -410,3 +422,33 @@ def test_sprite_samples_make_an_evaluation_folder(tiny_pipe, tmp_path):
     assert sample.frames.shape[0] == sample.timeline.num_frames and all(r for r in sample.references) and not sample.notes
     res = evaluate_dir(out, log=lambda s: None)
     assert res.evaluated == 4 and {r["method"] for r in res.sprite} == {"ground-truth", "tiny"}
+
+
+def test_progress_events_become_a_fraction_and_a_sentence():
+    """What `--progress jsonl` writes (evaluation/progress.py) and what the studio's progress bar reads from it."""
+    import io
+
+    from evaluation.progress import Reporter, summarize
+
+    buf = io.StringIO()
+    rep = Reporter("jsonl", buf)
+    rep("plan", generate=2, evaluate=4)
+    rep.event({"event": "generated", "method": "m", "clip": "scene000", "done": 1, "of": 2})
+    p = summarize(buf.getvalue().splitlines())
+    assert p.fraction == pytest.approx(1 / 6) and p.text.startswith("generated 1 of 2")
+    rep.event({"event": "generated", "method": "m", "clip": "scene001", "done": 2, "of": 2})
+    rep.event({"event": "found", "clips": 4, "problems": []})
+    rep.event({"event": "clip", "method": "m", "clip": "scene000", "done": 0, "of": 4})
+    rep.event({"event": "metric", "method": "m", "clip": "scene000", "metric": "M. Amp.", "done": 1, "of": 2})
+    rep.log("a note")
+    p = summarize(buf.getvalue().splitlines() + ["Traceback (most recent call last):", "ValueError: boom"])
+    assert p.fraction == pytest.approx((2 + 0.5) / 6) and "clip 1 of 4: m/scene000 — M. Amp. (2/2)" in p.text
+    assert p.messages == ["a note"] and p.last_line == "ValueError: boom" and p.error is None and p.done is None
+    rep("error", message="no clips found")
+    rep("done", exit=1, evaluated=0, clips=0, files={})
+    p = summarize(buf.getvalue().splitlines())
+    assert p.fraction == 1.0 and p.error == "no clips found" and p.done["exit"] == 1
+    text = io.StringIO()  # text mode: the human lines only, as before the flag existed
+    Reporter("text", text)("clip", done=0, of=1)
+    Reporter("text", text)("error", message="boom")
+    assert text.getvalue() == "error: boom\n"

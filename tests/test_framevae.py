@@ -141,3 +141,24 @@ def test_linear_arch_is_the_pca_autoencoder_alone(tmp_path):
     assert load_vae(tmp_path / "v").config.arch == "linear"
     with pytest.raises(ValueError, match="linear_path"):
         FrameGroupVAE(z_dim=8, arch="linear")
+
+
+def test_first_frame_as_a_group_shares_the_group_latent_space(tmp_path):
+    """first_frame 'group': the first frame is encoded as four copies of itself through the group map, so its
+    latent is what a still group looks like, and decodes back to that frame as well as a group would."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(4, 3, 1, 16, 16, generator=g) * 2 - 1
+    videos = base.expand(4, 3, 9, 16, 16).clone()  # still clips: every group is four copies of the first frame
+    own = FrameGroupVAE(z_dim=8, linear_path=True, arch="linear")
+    own.init_pca(torch.rand(6, 3, 9, 16, 16, generator=g) * 2 - 1)
+    own.save_pretrained(tmp_path / "own")
+    grouped = FrameGroupVAE.from_pretrained(tmp_path / "own", first_frame="group")
+    with torch.no_grad():
+        z = grouped.encode(videos).latent_dist.mode()
+        assert torch.allclose(z[:, :, 0], z[:, :, 1], atol=1e-5)  # a still clip: the first latent frame = a still group
+        out = grouped.decode(z).sample
+        assert torch.allclose(out[:, :, 0], out[:, :, 1:5].mean(2), atol=1e-5)  # the mean of that group's frames
+    grouped.save_pretrained(tmp_path / "g")
+    assert load_vae(tmp_path / "g").config.first_frame == "group"
+    with pytest.raises(ValueError, match="first_frame"):
+        FrameGroupVAE(z_dim=8, first_frame="group")

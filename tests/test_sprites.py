@@ -7,9 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from model.colour import rgb_to_hsv
 from model.timeline import Action, Subject, Timeline, example_timeline, min_action_seconds, snap_to_grid
 from train import sprites
-from train.sprite_eval import classify_span, rgb_to_hsv, track_subject
+from train.sprite_eval import classify_span, track_subject
 from train.sprites import (
     ACTION_CAPTIONS,
     ACTIONS,

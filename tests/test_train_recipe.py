@@ -104,7 +104,7 @@ def test_binding_masks_never_hand_the_model_the_ground_truth_unless_asked():
 
     def call(mode, none_prob=0.0):
         fake = SimpleNamespace(cfg=SimpleNamespace(optim=SimpleNamespace(binding_masks=mode, binding_none_prob=none_prob)))
-        return Trainer.binding_masks(fake, model, x, t, ctx, feats, tl, gt, torch.Generator().manual_seed(1))
+        return Trainer.binding_masks(fake, model, x, t, ctx, {"reference_features": feats}, tl, gt, torch.Generator().manual_seed(1))
 
     assert call("ground_truth") is gt
     assert call("none") is None and call("predicted", none_prob=1.0) is None

@@ -2,9 +2,10 @@
 
 Bad inputs: an unknown config key, a missing dataset, a GPU preset on a machine without GPU, a second Start
 while a job runs, Stop on a job that already ended, a corrupt checkpoint, an evaluation folder with a missing
-video. Each gets a message that says what is wrong; no process is left behind and no file is lost.
-The process-control tests use small stand-in scripts (no torch), so they take seconds; one test runs a real
-tiny training job through the tab.
+video or with no clip at all. Each gets a message that says what is wrong; no process is left behind and no file
+is lost. The process-control tests use small stand-in scripts (no torch), so they take seconds; one test runs a
+real tiny training job through the tab. Evaluations run as real `python -m evaluation eval` processes: one
+completes, one fails, one is cancelled while it renders scenes with the shipped model.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def tab(tmp_path):
 
     t = TrainingTab(None, tmp_path / "wd", jobs=JobManager(tmp_path / "jobs", stop_grace=30, term_grace=3), dataset_roots=[tmp_path])
     yield t
-    job = t.jobs.current()
-    if job is not None and job.alive:  # never leave a job behind
-        jobs_module.end_processes(job.id, 2)
+    for job in (t.jobs.current(), t.eval_jobs.current()):
+        if job is not None and job.alive:  # never leave a job behind
+            jobs_module.end_processes(job.id, 2)
 
 
 def text_of(cfg: dict) -> str:
@@ -264,7 +265,7 @@ def test_corrupt_checkpoint_is_reported_and_kept(tab, tmp_path):
     assert "already holds a checkpoint" in msg and "Nothing was started or overwritten" in msg
     video, msg = tab.generate_sample(str(run / "checkpoint.pt"), 2)
     assert video is None and "not a readable checkpoint" in msg
-    assert "not a readable checkpoint" in tab.evaluate(str(run / "checkpoint.pt"), 1, 2, "")[2]
+    assert "not a readable checkpoint" in tab.start_eval(str(run / "checkpoint.pt"), 1, 2, "") and tab.eval_jobs.current() is None
     assert (run / "checkpoint.pt").read_bytes() == b"PK\x03\x04" + junk and tab.jobs.current() is None
     assert "nothing to resume" in tab.start(text_of(tiny(tmp_path / "fresh")), "cpu", "", "1", "", resume=True)[0]
 
@@ -280,19 +281,64 @@ def test_the_cli_names_a_corrupt_checkpoint_before_any_work(tmp_path):
     assert (run / "checkpoint.pt").read_bytes() == b"not a checkpoint" and not (run / "log.jsonl").exists() and not (run / "vae").exists()
 
 
-def test_evaluation_folder_with_a_missing_video(tab, tmp_path):
+def events_of(job) -> list[dict]:
+    return [json.loads(l) for l in (Path(job.job_dir) / "progress.jsonl").read_text().splitlines() if l.startswith("{")]
+
+
+def test_evaluation_job_on_a_folder_with_a_missing_video_then_on_an_empty_folder(tab, tmp_path):
     from evaluation.sprite_samples import write_sprite_samples
 
     root = write_sprite_samples(tmp_path / "samples", 2, world={"duration": 1.0, "max_subjects": 2, "max_actions": 2, "height": 32, "width": 32}, log=lambda s: None)
     (root / "ground-truth" / "scene001.mp4").unlink()
-    table, chart, msg = tab.evaluate("", 1, 2, str(root))
+    assert tab.start_eval("", 1, 2, str(root)).startswith("started the evaluation of folder")
+    job = tab.eval_jobs.wait(300)
+    assert job.state == "finished" and job.returncode == 0 and not job_processes(job.id)
+    bar, msg, table, chart, view = tab.eval_view({})
     assert "1 of 2 clip(s) evaluated" in msg and "Not evaluated" in msg and "scene001" in msg and "video missing" in msg
-    assert "ground-truth" in table and "Sprite benchmark" in table and chart.data
+    assert "ground-truth" in table and "Sprite benchmark" in table and chart.data and "value='1.000'" in bar
+    for name in ("results.json", "opens2v.csv", "sprite.csv", "timeline.csv", "items.csv", "comparison.html"):
+        assert (job.results_dir / name).is_file(), name
+    assert "ground-truth" in (job.results_dir / "sprite.csv").read_text()
+    ev = events_of(job)  # what the progress bar was built from: per clip, and per metric within a clip
+    kinds = [e["event"] for e in ev]
+    assert kinds[0] == "plan" and kinds[-1] == "done" and kinds.count("clip") == 2 and kinds.count("evaluated") == 2
+    metrics = [e["metric"] for e in ev if e["event"] == "metric"]
+    assert "M. Amp." in metrics and "sprite and timeline metrics" in metrics
+    assert [e["ok"] for e in ev if e["event"] == "evaluated"] == [True, False]
+    assert all(is_skip(x) for x in tab.eval_view(view)[1:4])  # shown once per page; a reloaded page (empty view) gets it again
     assert (root / "ground-truth" / "scene000.mp4").is_file() and (root / "ground-truth" / "scene001.json").is_file()  # nothing removed
-    assert "evaluation folder not found" in tab.evaluate("", 1, 2, str(tmp_path / "nowhere"))[2]
+    assert "evaluation folder not found" in tab.start_eval("", 1, 2, str(tmp_path / "nowhere"))
+    assert "choose a checkpoint first" in tab.start_eval("", 1, 2, "")
+    assert tab.eval_jobs.current().id == job.id  # neither started a job
     (tmp_path / "empty").mkdir()
-    assert "no clip found" in tab.evaluate("", 1, 2, str(tmp_path / "empty"))[2]
-    assert "choose a checkpoint first" in tab.evaluate("", 1, 2, "")[2]
+    tab.start_eval("", 1, 2, str(tmp_path / "empty"))
+    failed = tab.eval_jobs.wait(300)
+    assert failed.state == "failed" and failed.returncode == 1 and "no clips found" in failed.message
+    bar, msg, table, chart, _ = tab.eval_view({})
+    assert "failed" in bar and "no clips found" in msg and "no clip found" in msg
+
+
+def test_evaluation_job_progress_reattach_and_cancel(tab, tmp_path):
+    """Renders 8 scenes with the shipped model (a few seconds each), so Cancel lands while it works."""
+    import psutil
+
+    from evaluation.jobs import EvalJobManager
+
+    job = tab.eval_jobs.start(tmp_path / "job", tmp_path / "job" / "samples", label="the shipped model", threads=1, scenes=8,
+                              models={"default": str(ROOT / "assets" / "default_model")}, steps=30)
+    prog = wait_for(lambda: (p := tab.eval_jobs.progress(job)).fraction > 0 and p, 240)
+    assert 0 < prog.fraction < 1 and "generated" in prog.text and "of 8 clip(s)" in prog.text
+    assert "generated" in tab.eval_view({})[0] and "the shipped model" in tab.eval_view({})[0]
+    restarted = EvalJobManager(tab.eval_jobs.state_dir)  # a restarted studio finds the running job
+    assert restarted.current().id == job.id and restarted.current().alive
+    assert "already running" in tab.start_eval("", 1, 2, str(tmp_path))
+    assert [p.pid for p in job_processes(job.id)] == [job.pid]
+    assert "cancelled the evaluation" in tab.cancel_eval()
+    done = tab.eval_jobs.current()
+    assert done.state == "cancelled" and not job_processes(job.id)
+    assert not psutil.pid_exists(job.pid) or psutil.Process(job.pid).status() == psutil.STATUS_ZOMBIE
+    assert "was cancelled" in tab.eval_view({})[1] and not (done.results_dir / "results.json").exists()
+    assert "nothing to cancel" in tab.cancel_eval()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -340,8 +386,10 @@ def test_a_real_job_start_watch_save_stop_resume(tab, tmp_path):
     # a sample and an evaluation from the kept checkpoint (exported once, then reused)
     video, msg = tab.generate_sample(str(kept[0]), 2)
     assert video and Path(video).stat().st_size > 0 and "Exported pipeline" in msg, msg
-    table, chart, msg = tab.evaluate(str(kept[0]), 1, 2, "")
-    assert "2 of 2 clip(s) evaluated" in msg and "step-" in table and "ground-truth" in table
+    assert tab.start_eval(str(kept[0]), 1, 2, "").startswith("started the evaluation of checkpoint step")
+    assert tab.eval_jobs.wait(300).state == "finished"
+    _, msg, table, chart, _ = tab.eval_view({})
+    assert "2 of 2 clip(s) evaluated" in msg and "step-" in table and "ground-truth" in table and chart.data
     # "use it in the Generate tab": only into a Generate tab built for the same size and frame rate
     import gradio as gr
 

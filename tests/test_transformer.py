@@ -53,7 +53,8 @@ def inputs(seed=2, frames=5, hw=8, subjects=2):
 @pytest.mark.parametrize("options", [{}, {"temporal_mode": "vanilla_rope"}, {"temporal_mode": "attn_mask"}, {"label_strategy": "adaptive"}, {"use_subject_binding": False},
                                      {"timeline_rope_theta": 10.0}, {"timeline_kv": "separate"}, {"mask_threshold": 0.15},
                                      {"timeline_query_clock": "per_subject"}, {"timeline_identity_keys": True},
-                                     {"timeline_query_clock": "per_subject", "timeline_identity_keys": True, "temporal_mode": "vanilla_rope"}])
+                                     {"timeline_query_clock": "per_subject", "timeline_identity_keys": True, "temporal_mode": "vanilla_rope"},
+                                     {"reference_null_key": True}])
 def test_reactid_equals_wan_at_initialisation(options):
     base = random_wan()
     model = ReactIDTransformer.from_wan(base, **options).eval()
@@ -133,6 +134,25 @@ def test_mask_prediction_is_the_mean_of_the_last_five_blocks():
         h.remove()
     want = torch.stack(seen).mean(0).transpose(1, 2)
     assert torch.allclose(out.mask_logits, want)
+
+
+def test_null_key_lets_the_mask_head_see_a_lone_subject():
+    """With one subject its share of the reference attention is 1 for every token, so the mask head gets the
+    same input everywhere; the null key makes that share depend on how well the token matches the references."""
+    x, t, ctx, refs, rs, rt, _ = inputs()
+    rs = torch.zeros_like(rs)  # every reference image belongs to subject 0
+    spread = {}
+    for null in (False, True):
+        torch.manual_seed(0)
+        model = ReactIDTransformer(**tiny_transformer_config(), reference_null_key=null).eval()
+        seen = []
+        hook = model.blocks[-1].register_forward_hook(lambda mod, a, out: seen.append(out[1]))
+        with torch.no_grad():
+            model(x, t, ctx, reference_features=model.encode_references(refs, rs, rt, 1))
+        hook.remove()
+        spread[null] = float(seen[0].std())
+    assert spread[False] < 1e-5  # a constant: no information
+    assert spread[True] > 1e-4
 
 
 # ---- TA-RoPE ----------------------------------------------------------------------------------

@@ -77,15 +77,22 @@ def main(argv=None) -> int:
         from .prepare import load_or_build_cache
 
         cache = load_or_build_cache(cfg, vae, log_path)
-    trainer = Trainer(cfg, cache, log_path)
+    from .distributed import SetupError
+
+    try:
+        trainer = Trainer(cfg, cache, log_path)
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if main_process:
         (out / "curriculum.json").write_text(json.dumps(trainer.curriculum.schedule_description(), indent=2) + "\n")
     result = trainer.run(resume=args.resume, max_steps=args.max_steps, stop_flag=out / "STOP", save_flag=out / "SAVE")
+    final = trainer.final_model() if args.export else None  # FSDP: gathered by every process
     if not main_process:
         return 0
     log_line(log_path, {"event": "done", "step": result["step"], "seconds": round(time.time() - t0, 1)})
     if args.export:
-        export_pipeline(cfg, trainer.final_model(), vae, Path(args.export), text_len=next(iter(cache["text"].values()))[0].shape[0])
+        export_pipeline(cfg, final, vae, Path(args.export), text_len=next(iter(cache["text"].values()))[0].shape[0])
         log_line(log_path, {"event": "exported", "path": args.export})
     return 0
 
@@ -139,13 +146,21 @@ def _pretrained_text_encoder(cfg, out: Path, log_path: Path) -> None:
     cfg.text.checkpoint = str(directory)
 
 
+def training_fps(cfg) -> int:
+    """The frame rate the exported pipeline generates at: the sprite world's (a world defined in frames, so the
+    ladder's 4 s clips at 8 fps are the same token sequences as 2 s at 16); Wan's 16 for dataset directories."""
+    if cfg.data.source == "sprites":
+        return int(dict(cfg.data.world).get("fps", 16))
+    return 16
+
+
 def export_pipeline(cfg, transformer, vae, directory: Path, text_len: int | None = None) -> Path:
     from model.pipeline import ReactIDPipeline
     from model.tiny import flow_scheduler
 
     text_encoder, tokenizer = build_text_encoder(cfg)
     pipe = ReactIDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer.float().eval(), scheduler=flow_scheduler(3.0),
-                           max_sequence_length=cfg.text.max_length, default_height=cfg.height, default_width=cfg.width, default_fps=16,
+                           max_sequence_length=cfg.text.max_length, default_height=cfg.height, default_width=cfg.width, default_fps=training_fps(cfg),
                            reference_size=min(cfg.height, cfg.width), max_frames=81, caption_max_length=text_len, name_max_length=text_len,
                            prompt_mode=cfg.data.prompt_mode)
     pipe.save_pretrained(directory)

@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from model.references import crop_subject
+
 FEATURE_SIZE = 32
 
 
@@ -106,23 +108,9 @@ def d_overall(d_sub_: float, d_app_: float, d_sam_: float, weights=None) -> floa
 
 
 # --------------------------------------------------------------------------------------------
-# Subject-region crops P_i (also how the sprite world cuts its intra-clip references)
+# Subject-region crops P_i (crop_subject, in model/references.py, is also how the sprite world and the
+# annotation export cut intra-clip references)
 # --------------------------------------------------------------------------------------------
-def crop_subject(frame: np.ndarray, mask: np.ndarray, size: int = FEATURE_SIZE, pad_frac: float = 0.15) -> np.ndarray | None:
-    """Square crop around the mask's bounding box with a margin (edge-padded where it leaves the
-    frame), resized to size x size. None when the mask is empty."""
-    if not mask.any():
-        return None
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    side = int(math.ceil(max(y1 - y0, x1 - x0) * (1 + 2 * pad_frac))) + 2
-    cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
-    top, left = int(round(cy - side / 2.0)), int(round(cx - side / 2.0))
-    padded = np.pad(frame, ((side, side), (side, side), (0, 0)), mode="edge")
-    crop = padded[top + side:top + 2 * side, left + side:left + 2 * side]
-    return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BILINEAR))
-
-
 def subject_crops(frames: np.ndarray, masks: np.ndarray, size: int = FEATURE_SIZE, stride: int = 1) -> np.ndarray:
     """Crops of one subject from every `stride`-th frame where it is visible: uint8 [N, size, size, 3]."""
     out = [crop_subject(frames[f], masks[f], size) for f in range(0, len(frames), stride) if masks[f].any()]
@@ -156,7 +144,7 @@ class ColorHOG:
         return self.hue_bins * 2 + 4 + self.orient_bins * self.cells * self.cells
 
     def _one(self, img: np.ndarray) -> np.ndarray:
-        from .sprite_eval import rgb_to_hsv  # one HSV convention across the package
+        from model.colour import rgb_to_hsv  # one HSV convention across the project
 
         if img.shape[0] != self.size or img.shape[1] != self.size:
             img = np.asarray(Image.fromarray(img.astype(np.uint8)).resize((self.size, self.size), Image.BILINEAR))

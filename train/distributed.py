@@ -17,6 +17,16 @@ one process holding the whole global batch.
 
 STOP and SAVE flag files are read by the main process and broadcast, so every process stops (or saves) after
 the same step: a process that stopped alone would leave the others waiting in the next all-reduce.
+
+FSDP (FSDP2: parameters, gradients and optimizer state sharded, one shard unit per ReactIDBlock):
+- accelerate turns FSDP on only for GPU-type backends; on CPUs it would quietly train with plain data
+  parallelism instead. Torch's FSDP2 runs over gloo, so `enable_cpu_fsdp` switches accelerate's state to it.
+- `checkpoint.pt` keeps the single-process layout under FSDP too: `gather_training_state` collects the full
+  model and optimizer state (torch keys the optimizer's by parameter name, torch.optim by position: converted),
+  and `load_training_state` shards such a checkpoint again. So a checkpoint moves freely between one process,
+  DDP and FSDP.
+- The reference branch runs inside the transformer's forward (`references=`): FSDP gathers a module's
+  parameters only inside its forward.
 """
 
 from __future__ import annotations
@@ -96,14 +106,101 @@ def read_flags(accelerator, *paths: Path | None) -> list[bool]:
     return [bool(v > 0) for v in t.tolist()]
 
 
-def sharded_model_state(accelerator, model) -> dict | None:
-    """The full model state gathered from the shards under FSDP (a collective: every process calls it), else
-    None (the caller reads the unwrapped model's state_dict, as one process does)."""
+class SetupError(RuntimeError):
+    """A launch setting the trainer cannot run; the message says why and what to use instead."""
+
+
+def refuse_unsupported(accelerator) -> None:
+    """DeepSpeed: refused before any work (train/launch.py DEEPSPEED_REFUSAL says why)."""
     from accelerate.utils import DistributedType
 
-    if accelerator.distributed_type == DistributedType.FSDP:
-        return accelerator.get_state_dict(model)
-    return None
+    from .launch import DEEPSPEED_REFUSAL
+
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise SetupError(DEEPSPEED_REFUSAL)
+
+
+def enable_cpu_fsdp(accelerator) -> bool:
+    """Under `accelerate launch` with an FSDP config on a machine without CUDA, switch accelerate (which left
+    it at MULTI_CPU, i.e. DDP over gloo) to FSDP2, with the plugin built from the same launch settings.
+    Returns whether it did. FSDP1 on CPUs is refused: only FSDP2 was checked here (tests/test_scaleout.py)."""
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or accelerator.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* variables accelerate launch set from the config
+    if plugin.fsdp_version != 2:
+        raise SetupError("FSDP on CPUs needs fsdp_version: 2 in the accelerate config (FSDP1 is not supported on CPUs here)")
+    if plugin.cpu_ram_efficient_loading:
+        raise SetupError("FSDP on CPUs: set fsdp_cpu_ram_efficient_loading: false (the trainer builds the model on every process)")
+    accelerator.state.distributed_type = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = plugin
+    return True
+
+
+def is_sharded(accelerator) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def _torch_optimizer(optimizer):
+    return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps torch's
+
+
+def optimizer_state_by_position(named: dict) -> dict:
+    """torch.distributed's full optimizer state (parameters keyed by name) in torch.optim's own layout (keyed by
+    position over the param groups), which is what one process saves."""
+    index: dict[str, int] = {}
+    groups = []
+    for g in named["param_groups"]:
+        ids = []
+        for name in g["params"]:
+            index[name] = len(index)
+            ids.append(index[name])
+        groups.append({**g, "params": ids})
+    return {"state": {index[n]: v for n, v in named["state"].items()}, "param_groups": groups}
+
+
+def optimizer_state_by_name(model, optimizer, positional: dict) -> dict:
+    """The inverse of optimizer_state_by_position for this model's optimizer."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for g in _torch_optimizer(optimizer).param_groups for p in g["params"]]
+    if len(order) != sum(len(g["params"]) for g in positional["param_groups"]):
+        raise ValueError("the checkpoint's optimizer has another number of parameters than this model's")
+    groups, k = [], 0
+    for g in positional["param_groups"]:
+        groups.append({**g, "params": order[k : k + len(g["params"])]})
+        k += len(g["params"])
+    return {"state": {order[i]: v for i, v in positional["state"].items()}, "param_groups": groups}
+
+
+def gather_training_state(accelerator, model, optimizer) -> tuple[dict, dict] | None:
+    """FSDP: (model state, optimizer state) of the whole model in the single-process layout, on the main process
+    (None on the others). A collective: every process calls it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    model_state, optim_state = get_state_dict(model, _torch_optimizer(optimizer), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not accelerator.is_main_process:
+        return None
+    return model_state, optimizer_state_by_position(optim_state)
+
+
+def gather_model_state(accelerator, model) -> dict | None:
+    """FSDP: the whole model's state on the main process (None on the others). A collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return state if accelerator.is_main_process else None
+
+
+def load_training_state(model, optimizer, model_state: dict, optim_state: dict) -> None:
+    """FSDP: load a single-process checkpoint's model and optimizer state into the shards. Every process calls
+    it with the whole state (each reads checkpoint.pt) and keeps its own shard."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    set_state_dict(model, _torch_optimizer(optimizer), model_state_dict=model_state, optim_state_dict=optimizer_state_by_name(model, optimizer, optim_state),
+                   options=StateDictOptions(full_state_dict=True, strict=True))
 
 
 def keep_checkpoint(checkpoint: Path, step: int) -> Path:
@@ -122,4 +219,5 @@ def keep_checkpoint(checkpoint: Path, step: int) -> Path:
     return kept
 
 
-__all__ = ["accelerator_kwargs", "global_share", "keep_checkpoint", "mean_over_processes", "read_flags", "shard", "shard_plan", "sharded_model_state", "world_size"]
+__all__ = ["SetupError", "accelerator_kwargs", "enable_cpu_fsdp", "gather_model_state", "gather_training_state", "global_share", "is_sharded", "keep_checkpoint", "load_training_state",
+           "mean_over_processes", "optimizer_state_by_name", "optimizer_state_by_position", "read_flags", "refuse_unsupported", "shard", "shard_plan", "world_size"]

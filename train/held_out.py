@@ -59,8 +59,22 @@ def held_out_loss(pipe, clips, refs_from=None, timeline_from=None, sigmas=(0.3, 
 
 def conditioning_sensitivity(pipe, clips) -> dict:
     """Loss ratios with the next clip's references (σ 0.3/0.6) and timeline (σ 0.5/0.9, where motion is
-    decided) over the clip's own; per clip and on average."""
-    other = clips[1:] + clips[:1]
+    decided) over the clip's own; per clip and on average. The partner is the next clip with as many subjects
+    (clips without one are left out), so a swap never leaves a subject without references or actions."""
+    def partner(i):
+        n = len(clips[i].timeline.subjects)
+        for d in range(1, len(clips)):
+            j = (i + d) % len(clips)
+            if len(clips[j].timeline.subjects) == n:
+                return j
+        return None
+
+    pairs = [(i, partner(i)) for i in range(len(clips))]
+    pairs = [(i, j) for i, j in pairs if j is not None]
+    if not pairs:
+        raise ValueError("conditioning sensitivity needs at least two clips with the same number of subjects")
+    other = [clips[j] for _, j in pairs]
+    clips = [clips[i] for i, _ in pairs]
     own_lo = held_out_loss(pipe, clips, per_clip=True)
     refs = held_out_loss(pipe, clips, refs_from=other, per_clip=True)
     own_hi = held_out_loss(pipe, clips, sigmas=(0.5, 0.9), per_clip=True)

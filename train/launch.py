@@ -28,8 +28,13 @@ ACCELERATE_CONFIGS: dict[str, tuple[str, bool, str]] = {
     "single_gpu": ("single_gpu.yaml", True, "one GPU"),
     "multi_gpu": ("multi_gpu.yaml", True, "several GPUs on one machine (DDP)"),
     "multi_node": ("multi_node.yaml", True, "several machines (DDP); run on every node with its --machine_rank"),
-    "multi_node_fsdp": ("multi_node_fsdp.yaml", True, "several machines, FSDP2 sharding (not run on this project's machines)"),
+    "cpu_fsdp": ("cpu_fsdp.yaml", False, "several CPU processes on this machine, FSDP2 sharding over gloo"),
+    "multi_node_fsdp": ("multi_node_fsdp.yaml", True, "several machines, FSDP2 sharding (the same code as cpu_fsdp; not run on GPUs here)"),
+    "deepspeed_zero2": ("deepspeed_zero2.yaml", True, "DeepSpeed ZeRO-2 (not supported by the trainer yet; docs/TRAINING.md)"),
 }
+DEEPSPEED_REFUSAL = ("DeepSpeed is not supported by the trainer yet: ZeRO partitions the optimizer state, and checkpoint.pt keeps it in "
+                     "the single-process layout, which nothing gathers from ZeRO's partitions yet. Use multi_gpu.yaml (DDP) or an FSDP "
+                     "config (cpu_fsdp.yaml, multi_node_fsdp.yaml); docs/TRAINING.md, \"Scale-out\".")
 
 
 class LaunchError(ValueError):
@@ -159,6 +164,8 @@ def machine_problems(cfg, opts: LaunchOptions, cuda_count: int | None = None) ->
     why = gpu_requirements(cfg, opts)
     total, machines = process_counts(opts)
     problems = []
+    if str(read_accelerate_config(opts.accelerate_config).get("distributed_type", "NO")) == "DEEPSPEED":
+        problems.append(DEEPSPEED_REFUSAL)
     if why and cuda == 0:
         problems.append("this run needs CUDA GPUs (" + "; ".join(why) + ") and this machine has none. "
                         "Use \"Show command\" to run it on a GPU machine or cluster, "
@@ -172,5 +179,5 @@ def machine_problems(cfg, opts: LaunchOptions, cuda_count: int | None = None) ->
     return problems
 
 
-__all__ = ["ACCELERATE_CONFIGS", "ACCELERATE_DIR", "LaunchError", "LaunchOptions", "accelerate_config_path", "build_command",
+__all__ = ["ACCELERATE_CONFIGS", "ACCELERATE_DIR", "DEEPSPEED_REFUSAL", "LaunchError", "LaunchOptions", "accelerate_config_path", "build_command",
            "command_text", "cuda_device_count", "gpu_requirements", "machine_problems", "needs_gpu", "process_counts", "read_accelerate_config"]

@@ -160,6 +160,8 @@ class Trainer:
         self.log_path = log_path
         self.out = Path(cfg.output_dir)
         self.accelerator = Accelerator(mixed_precision=cfg.optim.mixed_precision, cpu=not torch.cuda.is_available(), **dp.accelerator_kwargs())
+        dp.refuse_unsupported(self.accelerator)
+        self.sharded = dp.enable_cpu_fsdp(self.accelerator) or dp.is_sharded(self.accelerator)
         if not self.accelerator.is_main_process:  # one log, written by the main process
             self.log_path = log_path = None
         z = cache["latents"].shape[1]
@@ -195,13 +197,15 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         ck = self.out / "checkpoint.pt"
         tmp = self.out / "checkpoint.pt.tmp"
-        model_state = dp.sharded_model_state(self.accelerator, self.model)  # FSDP: every process takes part in gathering
+        # FSDP: every process takes part in gathering the whole state; the file has the single-process layout
+        gathered = dp.gather_training_state(self.accelerator, self.model, self.optimizer) if self.sharded else None
         if not self.accelerator.is_main_process:
             return ck
+        model_state, optim_state = gathered or (self.accelerator.unwrap_model(self.model).state_dict(), self.optimizer.state_dict())
         state = {
             "step": self.step,
-            "model": model_state if model_state is not None else self.accelerator.unwrap_model(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optim_state,
             "scheduler": self.scheduler.state_dict(),
             "model_config": dict(self.accelerator.unwrap_model(self.model).config),
         }
@@ -223,8 +227,11 @@ class Trainer:
         diffs = [f"{k}: checkpoint {have.get(k)!r}, config {want.get(k)!r}" for k in sorted(set(want) | set(have)) if _norm(want.get(k)) != _norm(have.get(k))]
         if diffs:
             raise ValueError(f"{ck}: checkpoint does not match the model config — " + "; ".join(diffs))
-        model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            dp.load_training_state(self.model, self.optimizer, state["model"], state["optimizer"])
+        else:
+            model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         return True
@@ -256,7 +263,7 @@ class Trainer:
         prompts = self.prompt_embeds[torch.as_tensor(plan.indices)]
         return lat, torch.stack(refs), torch.stack(ref_subj), torch.stack(ref_text), torch.stack(masks), tl, prompts
 
-    def binding_masks(self, model, x_t, timestep, prompts, feats, tl, gt_masks, g: torch.Generator):
+    def binding_masks(self, model, x_t, timestep, prompts, refs: dict, tl, gt_masks, g: torch.Generator):
         """The subject masks that set the binding labels this step (optim.binding_masks).
 
         'ground_truth' (the paper's reading): the clip's own masks. They tell the model where every subject
@@ -271,7 +278,7 @@ class Trainer:
         if mode == "none" or bool(torch.rand((), generator=g) < self.cfg.optim.binding_none_prob):
             return None
         with torch.no_grad():
-            pre = model(x_t, timestep, prompts, reference_features=feats, timeline=tl, subject_masks=None)
+            pre = model(x_t, timestep, prompts, timeline=tl, subject_masks=None, **refs)
         return None if pre.mask_logits is None else torch.sigmoid(pre.mask_logits.float()).detach()
 
     def train_step(self, plan: StepPlan) -> dict:
@@ -293,11 +300,15 @@ class Trainer:
         unwrapped = self.accelerator.unwrap_model(model)
         dev = self.accelerator.device
         with self.accelerator.autocast():  # mixed precision where the device supports it
-            feats = unwrapped.encode_references(refs.to(dev), ref_subj.to(dev), ref_text.to(dev), num_subjects=refs.shape[1])
+            ref_args = (refs.to(dev), ref_subj.to(dev), ref_text.to(dev), refs.shape[1])
+            if self.sharded:  # FSDP: the branch runs inside the forward, where the shards are gathered
+                ref_kw = {"references": ref_args}
+            else:  # once per step, shared by the binding pass and the forward
+                ref_kw = {"reference_features": unwrapped.encode_references(*ref_args)}
             # the timeline is dropped with the prompt (as in the negative branch at inference)
             tl = tl.dropped(drop).to(dev)
-            bind = self.binding_masks(model, x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), feats, tl, masks.to(dev), g)
-            out = model(x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), reference_features=feats, timeline=tl, subject_masks=bind)
+            bind = self.binding_masks(model, x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), ref_kw, tl, masks.to(dev), g)
+            out = model(x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), timeline=tl, subject_masks=bind, **ref_kw)
             weight = None
             if cfg.fg_loss_weight > 0:
                 grid = tuple(s // p for s, p in zip(lat.shape[2:], unwrapped.config.patch_size))
@@ -358,8 +369,18 @@ class Trainer:
                 break
         return {"step": self.step, "seconds": time.time() - t0, **last}
 
-    def final_model(self) -> ReactIDTransformer:
-        return self.accelerator.unwrap_model(self.model).eval()
+    def final_model(self) -> ReactIDTransformer | None:
+        """The trained model, whole. FSDP: a collective (every process calls it); the main process gets a copy
+        built from the gathered state, the others None."""
+        model = self.accelerator.unwrap_model(self.model)
+        if not self.sharded:
+            return model.eval()
+        state = dp.gather_model_state(self.accelerator, self.model)
+        if not self.accelerator.is_main_process:
+            return None
+        whole = type(model).from_config({k: v for k, v in dict(model.config).items() if not k.startswith("_")})  # as train/checkpoints.py
+        whole.load_state_dict(state)
+        return whole.eval()
 
 
 def optimizer_groups(model, params: list, optim) -> list:

@@ -35,7 +35,7 @@ class DatasetSummary:
 
 def find_datasets(roots: list[str | Path], depth: int = 2) -> list[Path]:
     """Dataset directories (with a manifest.jsonl) under `roots`, up to `depth` levels down."""
-    from .dataset import MANIFEST
+    from model.dataset_format import MANIFEST
 
     found = []
     for root in roots:
@@ -74,7 +74,9 @@ def dataset_summary(cfg: TrainConfig, n_samples: int = 4) -> DatasetSummary:
         samples = [generate_clip(d.seed + i, world) for i in range(min(n_samples, d.num_clips))]
         return DatasetSummary("sprites", f"sprite world, generated from seeds {d.seed}…{d.seed + d.num_clips - 1} "
                               f"({cfg.width}×{cfg.height}, {world.duration:g} s at {world.fps} fps)", d.num_clips, None, [], samples)
-    from .dataset import MANIFEST, ReactIDDataset
+    from model.dataset_format import MANIFEST
+
+    from .dataset import ReactIDDataset
 
     path = Path(d.path or "")
     if not d.path or not path.is_dir():
@@ -126,7 +128,7 @@ def curriculum_description(cfg: TrainConfig, run_dir: str | Path | None = None, 
     intra, inter = [], []
     source = ""
     if cfg.data.source == "dir":
-        from .dataset import MANIFEST
+        from model.dataset_format import MANIFEST
 
         path = Path(cfg.data.path or "")
         if not (path / MANIFEST).is_file():

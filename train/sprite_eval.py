@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from model.colour import hue_dist, rgb_to_hsv
 from model.timeline import Timeline
 
 from .sprites import Identity, caption_to_action, render_identity
@@ -46,27 +47,6 @@ SPIN_STRIDE = 4
 SHAPE_IOU_MIN = 0.7  # best rotated soft IoU with the reference silhouette (same shape >= ~0.73 even at ~20 px)
 CANVAS = 24
 TIMING_WINDOW = 8  # frames searched on each side of a commanded boundary
-
-
-# --------------------------------------------------------------------------------------------
-# Colour
-# --------------------------------------------------------------------------------------------
-def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """uint8/float RGB [..., 3] -> hue in degrees [0, 360), saturation and value in [0, 1]."""
-    x = np.asarray(rgb, dtype=np.float32) / 255.0
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    mx, mn = x.max(-1), x.min(-1)
-    d = mx - mn
-    safe = np.where(d > 0, d, 1.0)
-    h = np.where(mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)) * 60.0
-    h = np.where(d > 0, h, 0.0) % 360.0
-    s = np.where(mx > 0, d / np.where(mx > 0, mx, 1.0), 0.0)
-    return h, s, mx
-
-
-def _hue_dist(h: np.ndarray, ref: float) -> np.ndarray:
-    d = np.abs(h - ref) % 360.0
-    return np.minimum(d, 360.0 - d)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,10 +126,10 @@ class ReferenceModel:
             raise ValueError("the reference image has no saturated (subject) pixels")
         hist = np.bincount((h[fg] // 5).astype(int) % 72, minlength=72)
         peak = (np.argmax(hist) + 0.5) * 5.0
-        near = fg & (_hue_dist(h, peak) < HUE_TOL * 1.5)
+        near = fg & (hue_dist(h, peak) < HUE_TOL * 1.5)
         ang = np.deg2rad(h[near])
         hue = float(np.rad2deg(np.arctan2(np.sin(ang).mean(), np.cos(ang).mean())) % 360.0)
-        sil = fg & (_hue_dist(h, hue) < HUE_TOL)
+        sil = fg & (hue_dist(h, hue) < HUE_TOL)
         sil = _largest_components(sil[None])[0]
         ys, xs = np.nonzero(sil)
         area = float(sil.sum())
@@ -217,7 +197,7 @@ def track_subject(frames: np.ndarray, reference, hsv=None) -> Track:
     frames = np.asarray(frames)
     F, H, W, _ = frames.shape
     h, s, v = hsv if hsv is not None else _hsv_video(frames)
-    cand = (s > SAT_MIN) & (v > VAL_MIN) & (_hue_dist(h, ref.hue) < HUE_TOL)
+    cand = (s > SAT_MIN) & (v > VAL_MIN) & (hue_dist(h, ref.hue) < HUE_TOL)
     mask = _largest_components(cand)
     area = mask.reshape(F, -1).sum(1).astype(np.float64)
     min_px = max(6.0, 0.0015 * H * W)
@@ -498,5 +478,5 @@ def summarize(scores: list[SpriteScore]) -> dict:
 
 __all__ = [
     "ReferenceModel", "SpriteScore", "Track", "classify_features", "classify_span", "connected_components", "detect_boundary",
-    "evaluate_clip", "evaluate_sprite_clip", "motion_features", "rgb_to_hsv", "summarize", "track_subject",
+    "evaluate_clip", "evaluate_sprite_clip", "motion_features", "summarize", "track_subject",
 ]

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 from PIL import Image
 
-from .difficulty import crop_subject  # the same subject-region crop D_app compares against
+from model.actions import ACTIONS, keyword_action, normalise_text
+from model.references import crop_subject  # the same subject-region crop D_app compares against
 from model.timeline import (
     TIME_COMPRESSION,
     Action,
@@ -64,8 +65,6 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 }
 BACKGROUND_STYLES = ("flat", "gradient", "noise")
 
-ACTIONS = ("move_left", "move_right", "move_up", "move_down", "jump", "spin", "grow", "shrink", "stay")
-
 ACTION_CAPTIONS: dict[str, tuple[str, ...]] = {
     "move_left": ("moves to the left", "slides to the left", "moves left", "goes left", "drifts to the left", "travels left"),
     "move_right": ("moves to the right", "slides to the right", "moves right", "goes right", "drifts to the right", "travels right"),
@@ -78,23 +77,6 @@ ACTION_CAPTIONS: dict[str, tuple[str, ...]] = {
     "stay": ("stays still", "stays in place", "rests", "stays put", "remains still", "waits"),
 }
 
-# caption_to_action keywords. "Specific" verbs win over direction words ("jumps up" is a jump,
-# "stays on the left" is a stay); directions alone decide a move.
-_SPECIFIC_WORDS = {
-    "jump": r"jump\w*|hop\w*|leap\w*|bounc\w*",
-    "spin": r"spin\w*|rotat\w*|twirl\w*|whirl\w*|turns? around|turning around",
-    "grow": r"grow\w*|bigger|larger|expand\w*|swell\w*|enlarg\w*",
-    "shrink": r"shrink\w*|smaller|contract\w*|dwindl\w*",
-    "stay": r"stay\w*|still|rests?|resting|remain\w*|wait\w*|paus\w*|motionless|idle",
-}
-_DIRECTION_WORDS = {
-    "move_left": r"left\w*|west\w*",
-    "move_right": r"right\w*|east\w*",
-    "move_up": r"up|upwards?|ris\w*|ascend\w*|climb\w*",
-    "move_down": r"down|downwards?|sink\w*|sank|descend\w*|fall\w*|fell|drop\w*",
-}
-_SPECIFIC_RE = {k: re.compile(rf"\b(?:{v})\b") for k, v in _SPECIFIC_WORDS.items()}
-_DIRECTION_RE = {k: re.compile(rf"\b(?:{v})\b") for k, v in _DIRECTION_WORDS.items()}
 _CAPTION_INDEX = {c: a for a, cs in ACTION_CAPTIONS.items() for c in cs}
 
 
@@ -102,7 +84,7 @@ def text_concepts(text: str) -> list[str]:
     """The world's concepts a text names: the action of a caption, the colour / texture / shape words of a
     subject name or scene prompt, and a prompt's background. The labels of the text encoder's concept
     pretraining (train/text_encoder.py)."""
-    norm = _normalise_text(text)
+    norm = normalise_text(text)
     found = []
     action = caption_to_action(norm)
     if action is not None:
@@ -118,26 +100,16 @@ def text_concepts(text: str) -> list[str]:
     return found
 
 
-def _normalise_text(text: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^a-z ]+", " ", text.lower())).strip()
-
-
 def caption_to_action(text: str) -> str | None:
     """The canonical action a caption describes, or None when it names none or several.
 
     Exact paraphrases from ACTION_CAPTIONS always map back; other wordings go through keywords."""
-    norm = _normalise_text(text)
+    norm = normalise_text(text)
     if not norm:
         return None
     if norm in _CAPTION_INDEX:
         return _CAPTION_INDEX[norm]
-    specific = [a for a, rx in _SPECIFIC_RE.items() if rx.search(norm)]
-    if len(specific) == 1:
-        return specific[0]
-    if len(specific) > 1:
-        return None
-    directions = [a for a, rx in _DIRECTION_RE.items() if rx.search(norm)]
-    return directions[0] if len(directions) == 1 else None
+    return keyword_action(norm)
 
 
 @dataclass(frozen=True)
