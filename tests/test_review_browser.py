@@ -13,7 +13,6 @@ Screenshots go to test-artifacts/studio/review/.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -21,18 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.studio_fixtures import ARTIFACTS, LaunchedStudio, default_engine
+from tests.studio_fixtures import ARTIFACTS, LaunchedStudio, chromium, default_engine, playwright_or_skip
 from tests.test_review_tabs import DAMAGED_FRAME, build_review_store
 
 pytestmark = pytest.mark.browser
-CHROMIUM = os.environ.get("REACTID_CHROMIUM", "/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"chromium not found at {CHROMIUM}", allow_module_level=True)
+sync_api = playwright_or_skip()
 
 SHOTS = ARTIFACTS / "review"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--disable-quic"]
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +47,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
+    yield from chromium(sync_api)
 
 
 @pytest.fixture
