@@ -34,6 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
     p.add_argument("--workdir", default=None, help="where uploads and generated videos are kept (default: a folder in the temp dir)")
     p.add_argument("--llm-path", default=None, help="a local transformers causal LM for 'Plan from prompt' (else REACTID_LLM_PATH)")
+    p.add_argument("--annotation-db", default=os.environ.get("REACTID_ANNOTATION_DB") or None,
+                   help="the annotation store the review tabs open (default: <workdir>/annotations/annotations.db; "
+                        "python -m annotate run ... --out DIR writes DIR/annotations.db)")
+    p.add_argument("--sam2-model", default=os.environ.get("REACTID_SAM2_MODEL") or None,
+                   help="a local SAM2 model directory for mask propagation in the Mask review tab (optional; OpenCV flow otherwise)")
     return p.parse_args(argv)
 
 
@@ -72,9 +77,15 @@ def main(argv: list[str] | None = None) -> None:
     planner = PlannerConfig.from_env()
     if args.llm_path:
         planner.local_path = args.llm_path
+    from studio.label_review import label_review_tab
+    from studio.mask_review import mask_review_tab
+    from studio.review_common import ReviewContext, resolve_db_path
     from studio.training_tab import training_tab
 
-    studio = build_studio(engine, workdir=args.workdir, planner_config=planner, extra_tabs=[training_tab(engine, args.workdir)])
+    review = ReviewContext(resolve_db_path(args.annotation_db, args.workdir), args.workdir, sam2_model=args.sam2_model)
+    print(f"[studio] annotation database: {review.db_path}")
+    tabs = [training_tab(engine, args.workdir), mask_review_tab(review), label_review_tab(review)]
+    studio = build_studio(engine, workdir=args.workdir, planner_config=planner, extra_tabs=tabs)
     studio.demo.launch(**studio.launch_kwargs(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False))
 
 

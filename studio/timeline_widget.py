@@ -9,6 +9,8 @@ assets/studio/timeline_widget.js. Data flow:
 - `problems` (a custom prop, a list of {subject_id, action_index, message}): Python -> JS only, so
   validating an edit never rewrites the value the user is still editing.
 - custom events `undo` / `redo` (Ctrl+Z / Ctrl+Shift+Z inside the widget).
+- a DOM event `rt-item-select` (bubbling, detail {subject, start, end, text}) when a block is
+  clicked: the label review tab seeks its player with it.
 """
 
 from __future__ import annotations
@@ -46,14 +48,14 @@ def head_html() -> str:
     )
 
 
-def timeline_widget(doc: dict, problems: list[dict] | None = None, **kwargs) -> gr.HTML:
+def timeline_widget(doc: dict, problems: list[dict] | None = None, elem_id: str = "rt-timeline", **kwargs) -> gr.HTML:
     return gr.HTML(
         value=widget_value(doc),
         html_template='<div class="rt-root" data-ready="0"></div>',
         js_on_load=WIDGET_JS.read_text(encoding="utf-8"),
         head=head_html(),
         apply_default_css=False,
-        elem_id="rt-timeline",
+        elem_id=elem_id,
         problems=problems or [],
         **kwargs,
     )

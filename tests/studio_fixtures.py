@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 ARTIFACTS = ROOT / "test-artifacts" / "studio"
+CHROMIUM = os.environ.get("REACTID_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 def free_port() -> int:
@@ -30,11 +33,30 @@ def default_engine():
     return Engine.default(device="cpu"), "default"
 
 
+def playwright_or_skip():
+    """playwright.sync_api for the browser tests; skips the calling test module when playwright is not
+    installed or Debian's chromium is not at CHROMIUM. Call it at module level."""
+    import pytest
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"chromium not found at {CHROMIUM}", allow_module_level=True)
+    return sync_api
+
+
+def chromium(sync_api):
+    """Headless chromium for a module-scoped fixture: `yield from chromium(sync_api)`."""
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
 class LaunchedStudio:
-    def __init__(self, engine, workdir: Path):
+    def __init__(self, engine, workdir: Path, extra_tabs=()):
         from studio.app import build_studio
 
-        self.studio = build_studio(engine, workdir=workdir)
+        self.studio = build_studio(engine, workdir=workdir, extra_tabs=list(extra_tabs))
         for attempt in range(3):
             self.port = free_port()
             try:

@@ -8,24 +8,18 @@ the session document, `#rt-doc-json`). Screenshots of each state go to test-arti
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.studio_fixtures import ARTIFACTS, LaunchedStudio, big_file, default_engine, write_test_files
+from tests.studio_fixtures import ARTIFACTS, LaunchedStudio, big_file, chromium, default_engine, playwright_or_skip, write_test_files
 
 pytestmark = pytest.mark.browser
-CHROMIUM = os.environ.get("REACTID_CHROMIUM", "/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"chromium not found at {CHROMIUM}", allow_module_level=True)
+sync_api = playwright_or_skip()
 
 SHOTS = ARTIFACTS / "browser"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
 CANCELLED = r"Cancelled at step \d+/100: no video was made\."  # where a cancelled 100-step run ends (issue 11)
 
 
@@ -44,10 +38,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
+    yield from chromium(sync_api)
 
 
 @pytest.fixture

@@ -5,52 +5,40 @@ Screenshots go to test-artifacts/studio/training/."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.studio_fixtures import ARTIFACTS, default_engine, free_port
+from tests.studio_fixtures import ARTIFACTS, LaunchedStudio, chromium, default_engine, playwright_or_skip
 from tests.test_train import TINY
 
 pytestmark = pytest.mark.browser
-CHROMIUM = os.environ.get("REACTID_CHROMIUM", "/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"chromium not found at {CHROMIUM}", allow_module_level=True)
+sync_api = playwright_or_skip()
 
 SHOTS = ARTIFACTS / "training"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from studio.app import build_studio
     from studio.training_tab import TrainingTab
     from train.jobs import JobManager, end_processes
 
     workdir = tmp_path_factory.mktemp("train-browser")
     engine, _ = default_engine()
     tab = TrainingTab(engine, workdir, jobs=JobManager(workdir / "jobs", stop_grace=60, term_grace=3), dataset_roots=[])
-    studio = build_studio(engine, workdir=workdir, extra_tabs=[("Train", tab.build)])
-    port = free_port()
-    studio.demo.launch(**studio.launch_kwargs(server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False))
-    yield tab, f"http://127.0.0.1:{port}/", workdir
+    studio = LaunchedStudio(engine, workdir, extra_tabs=[("Train", tab.build)])
+    yield tab, studio.url, workdir
     job = tab.jobs.current()
     if job is not None and job.alive:
         end_processes(job.id, 2)
-    studio.demo.close()
+    studio.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
+    yield from chromium(sync_api)
 
 
 def shot(pg, name: str) -> None:

@@ -335,6 +335,14 @@
   };
   const timeline = new vis.Timeline(holder, items, groups, options);
 
+  // A click on a block tells the page where it starts (the label review tab seeks its player there).
+  timeline.on("click", (ev) => {
+    const it = ev && ev.item != null ? items.get(ev.item) : null;
+    if (!it) return;
+    const detail = { subject: it.group, start: Math.round(val(it.start)) / 1000, end: Math.round(val(it.end)) / 1000, text: it.content };
+    element.dispatchEvent(new CustomEvent("rt-item-select", { bubbles: true, detail: detail }));
+  });
+
   mkButton("−", "Zoom out", "rt-zoom-out", () => timeline.zoomOut(0.5));
   mkButton("+", "Zoom in", "rt-zoom-in", () => timeline.zoomIn(0.5));
   mkButton("Fit", "Show the whole video", "rt-fit", () => fitWindow(true));
