@@ -41,7 +41,7 @@ REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
     "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool", "reference_null_key",
-    "reference_subject_embedding",
+    "reference_subject_embedding", "reference_binding_bias",
 )
 
 
@@ -82,6 +82,9 @@ def velocity_skip_coefficients(sigma: torch.Tensor) -> tuple[torch.Tensor, torch
     return c_skip, c_out
 
 
+BIND_GAIN_SCALE = 4.0  # reference_binding_bias: logit bias = this x the learned per-head parameter
+
+
 def _zero_linear(n_in: int, n_out: int) -> nn.Linear:
     lin = nn.Linear(n_in, n_out)
     nn.init.zeros_(lin.weight)
@@ -106,7 +109,7 @@ class ReactIDBlock(WanTransformerBlock):
     """A Wan block with the reference injection, mask head and timeline cross-attention added."""
 
     def __init__(self, dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, *, use_reference: bool, use_timeline: bool, mask_head: bool, mask_hidden_dim: int,
-                 timeline_kv: str = "shared", reference_null_key: bool = False):
+                 timeline_kv: str = "shared", reference_null_key: bool = False, reference_binding_bias: bool = False):
         super().__init__(dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, None)
         self.heads = num_heads
         self.head_dim = dim // num_heads
@@ -127,6 +130,11 @@ class ReactIDBlock(WanTransformerBlock):
             # always sum to 1, so without it the mass cannot tell the subject from the background. Zero at
             # first, i.e. one more logit of 0 beside the references'.
             self.ref_null_k = nn.Parameter(torch.zeros(num_heads, dim // num_heads))
+        if use_reference and reference_binding_bias:
+            # A documented addition (issue 14): a learned per-head logit bias toward the references of the subject a
+            # token is bound to (the same labels that steer the timeline attention). Zero at first; the parameter is
+            # scaled by BIND_GAIN_SCALE so that the optimiser's steps move the bias at a useful rate.
+            self.ref_bind_gain = nn.Parameter(torch.zeros(num_heads))
 
     def init_from_base(self) -> None:
         """New key/value projections start as copies of the text cross-attention's."""
@@ -152,7 +160,7 @@ class ReactIDBlock(WanTransformerBlock):
         return None if b is None else str(getattr(b, "value", b))
 
     def forward(self, hidden_states, encoder_hidden_states, temb, rotary_emb, ref=None, timeline=None):
-        """ref: ((keys, values) or the reference features [B,R,dim], token_subject [B,R], S) or None;
+        """ref: ((keys, values) or the reference features [B,R,dim], token_subject [B,R], S[, token_assign [B,N]]) or None;
         timeline: (keys_in [B,L,dim], valid [B,L], cos_q, sin_q, cos_k, sin_k, attn_mask) or None.
         Returns (hidden_states, mask_logits [B,N,S] or None)."""
         if temb.ndim == 4:
@@ -178,10 +186,10 @@ class ReactIDBlock(WanTransformerBlock):
 
         mask_logits = None
         if ref is not None and hasattr(self, "ref_out"):
-            kv, token_subject, num_subjects = ref
+            kv, token_subject, num_subjects, *assign = ref
             if isinstance(kv, torch.Tensor):  # reference features: this block's keys/values are made here, inside its forward (FSDP)
                 kv = self.reference_kv(kv)
-            ref_out, mask_logits = self._reference_attention(q, kv, token_subject, num_subjects)
+            ref_out, mask_logits = self._reference_attention(q, kv, token_subject, num_subjects, assign[0] if assign else None)
             hidden_states = hidden_states + self.ref_out(ref_out)
         if timeline is not None and hasattr(self, "timeline_out"):
             hidden_states = hidden_states + self.timeline_out(self._timeline_attention(q, *timeline))
@@ -199,12 +207,22 @@ class ReactIDBlock(WanTransformerBlock):
         v = self.ref_to_v(feats).unflatten(2, (self.heads, -1))
         return k, v
 
-    def _reference_attention(self, q, kv, token_subject, num_subjects):
+    def _binding_bias(self, token_assign, token_subject, valid, dtype) -> torch.Tensor | None:
+        """[B, H, N, R] additive logits: gain_h where the token is bound to the reference's subject, -inf on padding."""
+        if token_assign is None or not hasattr(self, "ref_bind_gain"):
+            return None
+        same = (token_assign.unsqueeze(-1) == token_subject.unsqueeze(1)) & (token_assign.unsqueeze(-1) >= 0)  # [B, N, R]
+        gain = (BIND_GAIN_SCALE * self.ref_bind_gain).to(dtype).view(1, -1, 1, 1)
+        bias = same.unsqueeze(1).to(dtype) * gain
+        return bias.masked_fill(~valid.view(valid.shape[0], 1, 1, -1), float("-inf"))
+
+    def _reference_attention(self, q, kv, token_subject, num_subjects, token_assign=None):
         k, v = kv
         valid = token_subject >= 0  # [B, R]
+        bias = self._binding_bias(token_assign, token_subject, valid, q.dtype)
         if self.mask_head is None:
-            mask = None
-            if not bool(valid.all()):
+            mask = bias
+            if mask is None and not bool(valid.all()):
                 mask = self._additive_mask(valid, q.dtype)
             out = dispatch_attention_fn(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False, backend=self._backend() if mask is None else None)
             return out.flatten(2, 3).type_as(q), None
@@ -221,10 +239,12 @@ class ReactIDBlock(WanTransformerBlock):
             k = torch.cat([k, self.ref_null_k.to(k.dtype).expand(B, 1, H, D)], 1)
             vp = torch.cat([vp, vp.new_zeros(B, 1, H, D + S)], 1)
             valid = torch.cat([valid, valid.new_ones(B, 1)], 1)
+            if bias is not None:
+                bias = F.pad(bias, (0, 1))
         qp = F.pad(q, (0, pad_qk))
         kp = F.pad(k, (0, pad_qk))
         vp = F.pad(vp, (0, width - D - S))
-        mask = None if bool(valid.all()) else self._additive_mask(valid, q.dtype)
+        mask = bias if bias is not None else (None if bool(valid.all()) else self._additive_mask(valid, q.dtype))
         out = dispatch_attention_fn(qp, kp, vp, attn_mask=mask, dropout_p=0.0, is_causal=False, scale=1.0 / math.sqrt(D), backend=None)
         mass = out[..., D : D + S].permute(0, 1, 3, 2)  # [B, N, S, H]
         return out[..., :D].flatten(2, 3).type_as(q), self.mask_head(mass.float())
@@ -339,6 +359,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         reference_token_pool: int = 1,
         reference_null_key: bool = False,
         reference_subject_embedding: bool = False,
+        reference_binding_bias: bool = False,
     ) -> None:
         if image_dim is not None or added_kv_proj_dim is not None:
             raise ValueError("ReactIDTransformer builds on the text-to-video Wan (no image_dim / added_kv_proj_dim)")
@@ -381,7 +402,7 @@ class ReactIDTransformer(WanTransformer3DModel):
                     inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps,
                     use_reference=use_reference_branch, use_timeline=use_timeline,
                     mask_head=i >= num_layers - n_mask, mask_hidden_dim=mask_hidden_dim, timeline_kv=timeline_kv,
-                    reference_null_key=reference_null_key,
+                    reference_null_key=reference_null_key, reference_binding_bias=reference_binding_bias,
                 )
                 for i in range(num_layers)
             ]
@@ -455,7 +476,7 @@ class ReactIDTransformer(WanTransformer3DModel):
     @staticmethod
     def is_reactid_param(name: str) -> bool:
         parts = name.split(".")
-        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity", "ref_subject_embedding") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k") for p in parts)
+        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity", "ref_subject_embedding") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k", "ref_bind_gain") for p in parts)
 
     def reactid_config(self) -> dict:
         return {k: self.config[k] for k in REACTID_CONFIG_KEYS}
@@ -701,12 +722,17 @@ class ReactIDTransformer(WanTransformer3DModel):
             self._require_masked_backend("this timeline attention needs a mask (temporal_mode='attn_mask' or a padded batch)")
 
         n_ref = len(self.ref_blocks) if ref_inputs is not None else 0
+        ref_assign = None  # reference_binding_bias: each token's bound subject, as the timeline attention uses it
+        if ref_inputs is not None and subject_masks is not None and self.config.reference_binding_bias and self.config.use_subject_binding:
+            if subject_masks.shape[0] != B:
+                subject_masks = subject_masks.repeat_interleave(B // subject_masks.shape[0], 0)
+            ref_assign = R.token_subject_assignment(subject_masks[:, : ref_inputs.num_subjects].to(x.device), self.config.mask_threshold)
         mask_logits = []
         for j, block in enumerate(self.blocks):
             ref = None
             if ref_inputs is not None:
                 kv = ref_inputs.kv[j] if ref_inputs.kv is not None else ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))]
-                ref = (kv, ref_inputs.token_subject, ref_inputs.num_subjects)
+                ref = (kv, ref_inputs.token_subject, ref_inputs.num_subjects) + ((ref_assign,) if ref_assign is not None else ())
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 x, ml = self._gradient_checkpointing_func(block, x, ctx, timestep_proj, rotary_emb, ref, tl_inputs)
             else:

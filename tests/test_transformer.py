@@ -54,7 +54,8 @@ def inputs(seed=2, frames=5, hw=8, subjects=2):
                                      {"timeline_rope_theta": 10.0}, {"timeline_kv": "separate"}, {"mask_threshold": 0.15},
                                      {"timeline_query_clock": "per_subject"}, {"timeline_identity_keys": True},
                                      {"timeline_query_clock": "per_subject", "timeline_identity_keys": True, "temporal_mode": "vanilla_rope"},
-                                     {"reference_null_key": True}, {"reference_subject_embedding": True}])
+                                     {"reference_null_key": True}, {"reference_subject_embedding": True},
+                                     {"reference_binding_bias": True, "reference_null_key": True}])
 def test_reactid_equals_wan_at_initialisation(options):
     base = random_wan()
     model = ReactIDTransformer.from_wan(base, **options).eval()
@@ -177,6 +178,32 @@ def test_reference_subject_slot_tells_the_subjects_apart():
     small = ReactIDTransformer(**{**tiny_transformer_config(), "max_subjects": 1}, reference_subject_embedding=True)
     with pytest.raises(ValueError, match="max_subjects"):
         small.encode_references(refs, rs, rt, 2)
+
+
+def test_reference_binding_bias_sends_bound_tokens_to_their_own_subject():
+    """With a large gain, a token bound to subject s reads (almost) only s's references; unbound tokens and a zero
+    gain read all of them; the gain gets a gradient from the loss."""
+    torch.manual_seed(0)
+    for mask_block in (False, True):
+        model = ReactIDTransformer(**tiny_transformer_config(), reference_binding_bias=True, reference_null_key=True)
+        block = next(b for b in model.blocks if (b.mask_head is not None) == mask_block)
+        B, N, H, D, R = 1, 6, block.heads, block.head_dim, 4
+        q = torch.randn(B, N, H, D)
+        k, v = torch.randn(B, R, H, D), torch.randn(B, R, H, D)
+        token_subject = torch.tensor([[0, 0, 1, 1]])
+        assign = torch.tensor([[0, 1, -1, 0, 1, -1]])
+        plain, _ = block._reference_attention(q, (k, v), token_subject, 2, None)
+        zero, _ = block._reference_attention(q, (k, v), token_subject, 2, assign)
+        assert torch.allclose(plain, zero, atol=1e-6)  # zero gain: the paper's attention
+        with torch.no_grad():
+            block.ref_bind_gain.fill_(10.0)
+        biased, _ = block._reference_attention(q, (k, v), token_subject, 2, assign)
+        own0 = torch.nn.functional.scaled_dot_product_attention(q[:, :1].transpose(1, 2), k[:, :2].transpose(1, 2), v[:, :2].transpose(1, 2)).transpose(1, 2)
+        assert torch.allclose(biased[:, 0], own0.flatten(2)[:, 0], atol=1e-3)
+        assert torch.allclose(biased[:, 2], plain[:, 2], atol=1e-6)  # an unbound token is unchanged
+        assert not torch.allclose(biased[:, 1], plain[:, 1], atol=1e-3)
+        biased.sum().backward()
+        assert block.ref_bind_gain.grad is not None and block.ref_bind_gain.grad.abs().sum() > 0
 
 
 # ---- TA-RoPE ----------------------------------------------------------------------------------
