@@ -99,7 +99,7 @@ class SubjectMaskHead(nn.Module):
     def forward(self, mass: torch.Tensor) -> torch.Tensor:  # mass [B, N, S, H] -> [B, N, S]
         # log-mass as a second feature: attention mass spans orders of magnitude
         feats = torch.cat([mass, torch.log(mass.clamp_min(1e-6))], dim=-1)
-        return self.net(feats).squeeze(-1)
+        return self.net(feats.to(self.net[0].weight.dtype)).squeeze(-1)  # features in fp32, the head in the model's dtype (bf16)
 
 
 class ReactIDBlock(WanTransformerBlock):

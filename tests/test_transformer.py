@@ -479,3 +479,12 @@ def test_rope_theta_sets_the_base_of_the_video_rotary():
     assert turned(c_low) > turned(c_wan)
     with pytest.raises(ValueError, match="rope_theta"):
         ReactIDTransformer(**tiny_transformer_config(rope_theta=0.5))
+
+
+def test_mask_head_runs_in_the_models_dtype():
+    model = ReactIDTransformer(**tiny_transformer_config()).to(torch.bfloat16).eval()
+    x, t, ctx, refs, rs, rt, masks = inputs()
+    bf = torch.bfloat16
+    with torch.no_grad():
+        out = model(x.to(bf), t, ctx.to(bf), reference_features=model.encode_references(refs.to(bf), rs, rt.to(bf), 2))
+    assert out.mask_logits.shape == (1, 2, masks.shape[-1]) and torch.isfinite(out.mask_logits.float()).all()
