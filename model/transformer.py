@@ -102,11 +102,18 @@ class SubjectMaskHead(nn.Module):
     def forward(self, mass: torch.Tensor) -> torch.Tensor:  # mass [B, N, S, H] -> [B, N, S]
         # log-mass as a second feature: attention mass spans orders of magnitude
         feats = torch.cat([mass, torch.log(mass.clamp_min(1e-6))], dim=-1)
-        return self.net(feats).squeeze(-1)
+        return self.net(feats.to(self.net[0].weight.dtype)).squeeze(-1)  # features in fp32, the head in the model's dtype (bf16)
 
 
 class ReactIDBlock(WanTransformerBlock):
     """A Wan block with the reference injection, mask head and timeline cross-attention added."""
+
+    # At inference (no gradients), a batch with no caption token at all (the CFG negative pass drops every caption)
+    # attends only to the timeline attention's null slot, whose value is 0: the branch then adds timeline_out(0), the
+    # same row for every token, which is computed for one row only (bit for bit the same output; tests/test_transformer.py).
+    # Training always computes the attention, so every parameter gets its (zero) gradient as before. False: always
+    # compute it (benchmarks/bench_wan_scale.py times both).
+    skip_empty_timeline = True
 
     def __init__(self, dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, *, use_reference: bool, use_timeline: bool, mask_head: bool, mask_hidden_dim: int,
                  timeline_kv: str = "shared", reference_null_key: bool = False, reference_binding_bias: bool = False):
@@ -183,7 +190,17 @@ class ReactIDBlock(WanTransformerBlock):
         out = dispatch_attention_fn(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, backend=self._backend())
         out = a2.to_out[0](out.flatten(2, 3).type_as(q))
         hidden_states = hidden_states + a2.to_out[1](out)
+        hidden_states, mask_logits = self._inject(hidden_states, q, ref, timeline)
 
+        norm_hidden_states = (self.norm3(hidden_states.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(hidden_states)
+        ff_output = self.ffn(norm_hidden_states)
+        hidden_states = (hidden_states.float() + ff_output.float() * c_gate_msa).type_as(hidden_states)
+        return hidden_states, mask_logits
+
+    def _inject(self, hidden_states, q, ref, timeline):
+        """All that ReactID adds to a Wan block: the reference and timeline attentions on the prompt
+        cross-attention's queries `q`, through their zero-initialised output projections, added to the residual.
+        Returns (hidden_states, mask_logits [B,N,S] or None)."""
         mask_logits = None
         if ref is not None and hasattr(self, "ref_out"):
             kv, token_subject, num_subjects, *assign = ref
@@ -192,11 +209,11 @@ class ReactIDBlock(WanTransformerBlock):
             ref_out, mask_logits = self._reference_attention(q, kv, token_subject, num_subjects, assign[0] if assign else None)
             hidden_states = hidden_states + self.ref_out(ref_out)
         if timeline is not None and hasattr(self, "timeline_out"):
-            hidden_states = hidden_states + self.timeline_out(self._timeline_attention(q, *timeline))
-
-        norm_hidden_states = (self.norm3(hidden_states.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(hidden_states)
-        ff_output = self.ffn(norm_hidden_states)
-        hidden_states = (hidden_states.float() + ff_output.float() * c_gate_msa).type_as(hidden_states)
+            if self.skip_empty_timeline and not torch.is_grad_enabled() and not bool(timeline[1].any()):
+                # no caption token in the batch: every video token attends only to the null slot (value 0)
+                hidden_states = hidden_states + self.timeline_out(q.new_zeros(1, 1, q.shape[-2] * q.shape[-1]))
+            else:
+                hidden_states = hidden_states + self.timeline_out(self._timeline_attention(q, *timeline))
         return hidden_states, mask_logits
 
     # -- reference injection --------------------------------------------------------------------

@@ -506,3 +506,47 @@ def test_rope_theta_sets_the_base_of_the_video_rotary():
     assert turned(c_low) > turned(c_wan)
     with pytest.raises(ValueError, match="rope_theta"):
         ReactIDTransformer(**tiny_transformer_config(rope_theta=0.5))
+
+
+# ---- per-step cost (issue 11, benchmarks/bench_wan_scale.py) ------------------------------------------
+@pytest.mark.parametrize("options,dtype", [({}, torch.float32), ({}, torch.bfloat16), ({"temporal_mode": "attn_mask"}, torch.float32),
+                                           ({"timeline_query_clock": "per_subject", "timeline_kv": "separate", "timeline_identity_keys": True}, torch.float32)])
+def test_a_timeline_with_no_caption_left_skips_its_attention_with_the_same_output(options, dtype):
+    """The CFG negative pass drops every caption: the timeline attention then sees only its null slot (value 0), so
+    the block adds what the output projection makes of 0 without computing the attention. Bit for bit the same;
+    with gradients on (training) the attention is always computed."""
+    model = _moved(ReactIDTransformer.from_wan(random_wan(), **options)).to(dtype).eval()
+    x, t, ctx, refs, rs, rt, masks = (a.to(dtype) if a.is_floating_point() and a.ndim > 1 else a for a in inputs())
+    tl = build_timeline_conditioning([example_timeline()], fake_encoder())
+    tl.embeds = tl.embeds.to(dtype)
+    calls = []
+    for b in model.blocks:
+        b._timeline_attention = (lambda f: lambda *a: calls.append(1) or f(*a))(b._timeline_attention)
+    with torch.no_grad():
+        feats = model.encode_references(refs, rs, rt, num_subjects=2)
+        for ref in (feats, None):
+            out = {}
+            for skip in (False, True):
+                for b in model.blocks:
+                    b.skip_empty_timeline = skip
+                calls.clear()
+                out[skip] = model(x, t, ctx, reference_features=ref, timeline=tl.dropped()).sample
+                assert len(calls) == (0 if skip else len(model.blocks))
+                calls.clear()
+                model(x, t, ctx, reference_features=ref, timeline=tl, subject_masks=masks)
+                assert len(calls) == len(model.blocks)  # captions present: always computed
+            assert torch.equal(out[True], out[False])
+            no_timeline = model(x, t, ctx, reference_features=ref).sample
+            assert (out[True].float() - no_timeline.float()).abs().max() > 1e-3  # the projection's bias is added, as the computed branch adds it
+    calls.clear()
+    model(x, t, ctx, reference_features=feats, timeline=tl.dropped())  # gradients on: computed
+    assert len(calls) == len(model.blocks)
+
+
+def test_mask_head_runs_in_the_models_dtype():
+    model = ReactIDTransformer(**tiny_transformer_config()).to(torch.bfloat16).eval()
+    x, t, ctx, refs, rs, rt, masks = inputs()
+    bf = torch.bfloat16
+    with torch.no_grad():
+        out = model(x.to(bf), t, ctx.to(bf), reference_features=model.encode_references(refs.to(bf), rs, rt.to(bf), 2))
+    assert out.mask_logits.shape == (1, 2, masks.shape[-1]) and torch.isfinite(out.mask_logits.float()).all()
