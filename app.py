@@ -24,7 +24,8 @@ if str(ROOT) not in sys.path:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="app.py", description="ReactID Studio: timeline-controlled personalised video generation.")
     p.add_argument("--model", default=os.environ.get("REACTID_MODEL") or None,
-                   help="Wan2.1 diffusers directory or hub id (default: the embedded default model in assets/)")
+                   help="Wan2.1 diffusers directory or hub id, or an exported ReactID pipeline directory such as assets/ladder_l2 "
+                        "(default: the embedded default model in assets/)")
     p.add_argument("--reactid-checkpoint", default=os.environ.get("REACTID_CHECKPOINT") or None,
                    help="ReactID weights to load on top of --model")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
@@ -45,6 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_engine(args: argparse.Namespace):
     from studio.engine import Engine
 
+    if args.model and (Path(args.model) / "reactid_pipeline.json").is_file():
+        # an exported ReactID pipeline (`python -m train ... --export DIR`, e.g. assets/ladder_l2): small, runs on the CPU
+        device = "cpu" if args.device == "auto" else args.device
+        return Engine.default(device=device, directory=args.model)
     if args.model:
         return Engine.from_pretrained(args.model, args.reactid_checkpoint, device=args.device, dtype=args.dtype).load()
     device = "cpu" if args.device == "auto" else args.device

@@ -140,12 +140,15 @@ class Engine:
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def default(cls, device: str = "cpu") -> "Engine":
-        """The embedded default model shipped in assets/ (small; runs on a laptop CPU)."""
+    def default(cls, device: str = "cpu", directory: str | Path | None = None) -> "Engine":
+        """The embedded default model shipped in assets/ (small; runs on a laptop CPU), or another exported
+        pipeline directory of the same kind (`directory`, e.g. a ladder model)."""
         from model.default import load_default_pipeline
 
-        pipe = load_default_pipeline(device=device)
-        return cls(pipe, name="embedded default (sprite world)", device=device, is_default=True)
+        pipe = load_default_pipeline(device=device, directory=directory)
+        if directory is None:
+            return cls(pipe, name="embedded default (sprite world)", device=device, is_default=True)
+        return cls(pipe, name=f"{Path(directory).name} (sprite world)", device=device, is_default=True)  # same kind of model: same sizes and steps
 
     @classmethod
     def from_pretrained(cls, model: str, reactid_checkpoint: str | None = None, device: str = "auto", dtype: str = "auto") -> "Engine":

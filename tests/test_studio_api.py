@@ -429,6 +429,16 @@ def test_cancel_stops_a_running_generation(server):
     assert c.predict(api_name="/cancel") == "Nothing is running."
 
 
+def test_model_flag_loads_an_exported_sprite_pipeline_on_the_cpu():
+    """--model DIR with an exported ReactID pipeline (a ladder model) loads it like the default, at its own frame rate."""
+    import app as app_module
+
+    engine = app_module.make_engine(app_module.parse_args(["--model", "assets/ladder_l1"]))
+    assert engine.available and engine.device == "cpu" and engine.name.startswith("ladder_l1")
+    lim = engine.limits()
+    assert (lim.height, lim.width, lim.fps) == (64, 64, int(engine.pipe.default_fps)) and lim.default_steps == 20
+
+
 # --------------------------------------------------------------------------------------------
 # Starting without a GPU while Wan is asked for
 # --------------------------------------------------------------------------------------------
