@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from model.default import load_default_pipeline  # noqa: E402
+from model.default import load_default_pipeline, sprite_world  # noqa: E402
 from train.sprites import WorldConfig, generate_clip  # noqa: E402
 
 
@@ -31,7 +31,9 @@ def main():
     t0 = time.perf_counter()
     pipe = load_default_pipeline()
     load_s = time.perf_counter() - t0
-    clip = generate_clip(900_123, WorldConfig(duration=4.0, min_subjects=2, max_subjects=2, max_actions=3))
+    world = {**(sprite_world() or {}), "duration": 4.0, "min_subjects": 2, "max_subjects": 2}  # the model's own world and fps
+    world.setdefault("fps", int(pipe.default_fps))
+    clip = generate_clip(900_123, WorldConfig.from_kwargs(**world))
     refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
     variants = {f"{args.steps} steps, CFG 3.0": dict(num_inference_steps=args.steps, guidance_scale=3.0),
                 f"{args.steps} steps, no CFG": dict(num_inference_steps=args.steps, guidance_scale=1.0),

@@ -29,13 +29,14 @@ CHILD = r"""
 import json, statistics, sys, time
 sys.path.insert(0, {root!r})
 import torch
-from model.default import load_default_pipeline
+from model.default import load_default_pipeline, sprite_world
 from studio.cpu import use_generation_threads
 from train.sprites import WorldConfig, generate_clip
 mode, steps, repeats = {mode!r}, {steps}, {repeats}
 pipe = load_default_pipeline()
-fps = int(getattr(pipe, "default_fps", 16) or 16)
-clip = generate_clip(900_123, WorldConfig(duration=4.0, fps=fps, min_subjects=2, max_subjects=2, max_actions=3))
+world = {{**(sprite_world() or {{}}), "duration": 4.0, "min_subjects": 2, "max_subjects": 2}}
+world.setdefault("fps", int(pipe.default_fps))
+clip = generate_clip(900_123, WorldConfig.from_kwargs(**world))
 refs = {{s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}}
 threads = []
 def pick():

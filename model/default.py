@@ -4,6 +4,7 @@ pipeline as the Wan-scale model; it runs on a laptop CPU in seconds."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -19,3 +20,10 @@ def load_default_pipeline(device: str | torch.device = "cpu", directory: str | P
         raise FileNotFoundError(f"the embedded default model is missing at {directory}; rebuild it with "
                                 "`python -m train --config sprite --export assets/default_model`")
     return ReactIDPipeline.from_pretrained(directory, device=device)
+
+
+def sprite_world(directory: str | Path | None = None) -> dict | None:
+    """The sprite world an exported model was trained on (`sprite_world.json`, written by `python -m train --export`:
+    height, width and the world's keys for train.sprites.WorldConfig), or None for exports made before it existed."""
+    path = (Path(directory) if directory else DEFAULT_MODEL_DIR) / "sprite_world.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.default import DEFAULT_MODEL_DIR, load_default_pipeline
+from model.default import DEFAULT_MODEL_DIR, load_default_pipeline, sprite_world
 from train.held_out import held_out_loss
 from train.sprites import WorldConfig, generate_clip
 
@@ -19,9 +19,16 @@ def default_pipe():
     return load_default_pipeline()
 
 
+def model_world(**changes) -> WorldConfig:
+    """Held-out scenes come from the world the shipped model was trained on (its sprite_world.json)."""
+    world = sprite_world()
+    assert world is not None, "the shipped default model must say which sprite world it knows (sprite_world.json)"
+    return WorldConfig.from_kwargs(**{**world, **changes})
+
+
 @pytest.fixture(scope="module")
 def scenes():
-    world = WorldConfig(duration=4.0, min_subjects=2, max_subjects=2, max_actions=3)
+    world = model_world(min_subjects=2, max_subjects=2)
     return [generate_clip(910_000 + i, world) for i in range(6)]
 
 
@@ -37,7 +44,9 @@ def test_default_model_is_small_enough_to_ship():
 def test_default_model_generates_a_clip(default_pipe, scenes):
     c = scenes[0]
     out = default_pipe(c.timeline, refs_of(c), num_inference_steps=4, guidance_scale=3.0, seed=0, progress=False)
-    assert out.frames.shape == (65, 64, 64, 3) and out.masks.shape == (2, 65, 64, 64)
+    frames = int(round(c.timeline.duration * default_pipe.default_fps)) + 1  # 4 s: 33 frames at 8 fps, 65 at 16
+    assert c.timeline.fps == default_pipe.default_fps
+    assert out.frames.shape == (frames, 64, 64, 3) and out.masks.shape == (2, frames, 64, 64)
     assert out.frames.std() > 5  # not a flat image
 
 

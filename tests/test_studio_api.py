@@ -117,7 +117,7 @@ def test_timeline_edit_round_trip_snaps_and_validates(server):
     assert acts["s1"] == [(0.0, 2.0, "moves to the right"), (0.5, 1.0, "stays still"), (2.5, 4.0, "jumps")]  # snapped to 4 frames
     assert acts["s2"] == [(1.5, 4.0, "moves up")]
     problems = problems_of(result)
-    assert "subject 's1' (the red striped circle)" in problems and "'stays still'" in problems and "overlaps" in problems
+    assert "subject 's1' (the red circle)" in problems and "'stays still'" in problems and "overlaps" in problems
     # the session keeps the edit: undo restores the original, redo brings the edit back
     assert doc_of(c.predict(api_name="/undo")) == doc
     assert doc_of(c.predict(api_name="/redo")) == new
@@ -321,10 +321,10 @@ def test_example_reference_pick_and_limit(server):
 # --------------------------------------------------------------------------------------------
 def test_plan_from_prompt_and_unparseable_prompt(server):
     c = client(server)
-    result = c.predict("the red striped circle jumps, then spins while the blue square moves up", "", "", "", api_name="/plan_from_prompt")
+    result = c.predict("the red circle jumps, then spins while the blue square moves up", "", "", "", api_name="/plan_from_prompt")
     doc = doc_of(result)
     acts = {s["name"]: [(a["start"], a["end"], a["text"]) for a in s["actions"]] for s in doc["subjects"]}
-    assert acts["the red striped circle"] == [(0.0, 2.0, "jumps"), (2.0, 4.0, "spins")]
+    assert acts["the red circle"] == [(0.0, 2.0, "jumps"), (2.0, 4.0, "spins")]
     assert acts["the blue square"] == [(2.0, 4.0, "moves up")]
     assert "offline rule planner" in message_of(result, "Planned by")
     result = c.predict("!!! ???", "", "", "", api_name="/plan_from_prompt")
@@ -351,11 +351,12 @@ def test_generate_on_default_model_gives_playable_mp4(server, engine_info):
     info = probe_video(video)
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
     lim = server.studio.engine.limits()
-    assert info["frames"] == 65 and info["fps"] == lim.fps
+    frames = 4 * lim.fps + 1  # the example's 4 s at the model's frame rate
+    assert info["frames"] == frames and info["fps"] == lim.fps
     assert info["width"] >= lim.width and info["width"] % lim.width == 0  # pixel-repeated for display
     assert probe_video(captioned["value"])["codec"] == "h264"
-    assert probe_video(masks)["frames"] == 65
-    assert "the red striped circle" in legend
+    assert probe_video(masks)["frames"] == frames
+    assert "the red circle" in legend
     assert len(gallery) == 1 and "seed 7" in gallery[0]["caption"]
     assert details.startswith("1 run in this session")
     (ARTIFACTS).mkdir(parents=True, exist_ok=True)

@@ -131,7 +131,7 @@ def duplicate_ids(pg) -> list:
 def test_page_loads_with_one_row_per_subject(page):
     assert duplicate_ids(page) == []
     labels = page.locator("#rt-timeline .rt-group-name").all_inner_texts()
-    assert labels == ["the red striped circle", "the blue square"]
+    assert labels == ["the red circle", "the blue square"]
     assert sorted(page.locator("#rt-timeline .vis-item").all_inner_texts()) == ["jumps", "moves to the right", "moves up", "stays still"]
     assert page.locator("#rt-subject-refs-0 img").count() == 2  # the crops the model sees
     assert "Timeline OK" in page.locator("#rt-problems").inner_text()
@@ -146,7 +146,7 @@ def test_drag_block_to_new_time_reports_overlap_then_fix(page):
     d = wait_doc(page, lambda d: actions(d, "s1")[1][0] != 2.0)
     assert actions(d, "s1") == [(0.0, 2.0, "moves to the right"), (1.5, 3.5, "jumps")]  # moved by 0.5s, on the grid
     problems = page.locator("#rt-problems").inner_text()
-    assert "subject 's1' (the red striped circle): action 2 'jumps' [1.50s-3.50s] overlaps action 1" in problems
+    assert "subject 's1' (the red circle): action 2 'jumps' [1.50s-3.50s] overlaps action 1" in problems
     page.wait_for_selector("#rt-timeline .vis-item.rt-bad")  # the block is outlined in the widget
     shot(page, "02-dragged-overlap")
     page.locator("#rt-fix").click()
@@ -296,7 +296,7 @@ def test_import_broken_json_shows_the_error(page, files):
 
 
 def test_plan_from_prompt_fills_the_widget(page):
-    page.locator("#rt-plan-text textarea").fill("the blue square spins, then the red striped circle jumps while the blue square grows")
+    page.locator("#rt-plan-text textarea").fill("the blue square spins, then the red circle jumps while the blue square grows")
     page.locator("#rt-plan").click()
     d = wait_doc(page, lambda d: any(a[2] == "grows" for a in actions(d, "s2")))
     assert actions(d, "s2") == [(0.0, 2.0, "spins"), (2.0, 4.0, "grows")]
@@ -325,19 +325,19 @@ def test_deleted_text_reaches_the_document(page):
     page.keyboard.press("End")
     for _ in range(7):
         page.keyboard.press("Backspace")
-    d = wait_doc(page, lambda d: d["subjects"][0]["name"] == "the red striped")
-    assert name.input_value() == "the red striped" and d["prompt"] == ""
-    page.wait_for_function("() => document.querySelector('#rt-timeline .rt-group-name').innerText === 'the red striped'")
+    d = wait_doc(page, lambda d: d["subjects"][0]["name"] == "the red")
+    assert name.input_value() == "the red" and d["prompt"] == ""
+    page.wait_for_function("() => document.querySelector('#rt-timeline .rt-group-name').innerText === 'the red'")
     shot(page, "15-text-deleted")
     # Typing still arrives; Undo puts the name back in the box, and that echo is not a new edit
     # (which would clear the redo history).
     name.type(" dot")
-    wait_doc(page, lambda d: d["subjects"][0]["name"] == "the red striped dot")
+    wait_doc(page, lambda d: d["subjects"][0]["name"] == "the red dot")
     page.locator("#rt-undo").click()
-    wait_doc(page, lambda d: d["subjects"][0]["name"] == "the red striped circle")
-    page.wait_for_function("() => document.querySelector('#rt-subject-name-0 textarea, #rt-subject-name-0 input').value === 'the red striped circle'")
+    wait_doc(page, lambda d: d["subjects"][0]["name"] == "the red circle")
+    page.wait_for_function("() => document.querySelector('#rt-subject-name-0 textarea, #rt-subject-name-0 input').value === 'the red circle'")
     time.sleep(1.0)  # give an echo of the restored name time to arrive
-    assert doc(page)["subjects"][0]["name"] == "the red striped circle"
+    assert doc(page)["subjects"][0]["name"] == "the red circle"
     assert page.locator("#rt-redo").is_enabled()
     page.locator("#rt-undo").click()
     wait_doc(page, lambda d: d["prompt"] == before)

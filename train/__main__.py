@@ -146,6 +146,9 @@ def _pretrained_text_encoder(cfg, out: Path, log_path: Path) -> None:
     cfg.text.checkpoint = str(directory)
 
 
+SPRITE_WORLD_FILE = "sprite_world.json"
+
+
 def training_fps(cfg) -> int:
     """The frame rate the exported pipeline generates at: the sprite world's (a world defined in frames, so the
     ladder's 4 s clips at 8 fps are the same token sequences as 2 s at 16); Wan's 16 for dataset directories."""
@@ -164,6 +167,9 @@ def export_pipeline(cfg, transformer, vae, directory: Path, text_len: int | None
                            reference_size=min(cfg.height, cfg.width), max_frames=81, caption_max_length=text_len, name_max_length=text_len,
                            prompt_mode=cfg.data.prompt_mode)
     pipe.save_pretrained(directory)
+    if cfg.data.source == "sprites":  # the world the model knows: its tests, benchmarks and examples build scenes from it
+        world = {"height": cfg.height, "width": cfg.width, **dict(cfg.data.world)}
+        (Path(directory) / SPRITE_WORLD_FILE).write_text(json.dumps(world, indent=1) + "\n", encoding="utf-8")
     return directory
 
 
