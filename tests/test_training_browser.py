@@ -92,7 +92,11 @@ def test_train_tab_start_watch_reload_second_tab_stop_resume(server, browser, tm
     run = tmp_path / "run"
     cfg_file = tmp_path / "tiny-run.yaml"
     # 64x64 like the embedded default model, so a checkpoint can be handed to the Generate tab at the end
-    cfg_file.write_text(yaml.safe_dump({**TINY, "height": 64, "width": 64, "output_dir": str(run), "optim": {**TINY["optim"], "steps": 4000, "checkpoint_every": 1000}}))
+    # at the default model's frame rate, so "Use in the Generate tab" can swap it into the tab built for the default
+    from model.default import sprite_world
+
+    data = {**TINY["data"], "world": {**TINY["data"]["world"], "fps": int((sprite_world() or {}).get("fps", 16))}}
+    cfg_file.write_text(yaml.safe_dump({**TINY, "data": data, "height": 64, "width": 64, "output_dir": str(run), "optim": {**TINY["optim"], "steps": 4000, "checkpoint_every": 1000}}))
     context = browser.new_context(viewport={"width": 1400, "height": 1800})
     pg = context.new_page()
     errors: list[str] = []
