@@ -25,15 +25,12 @@ from model.timeline import Problem, Timeline
 
 from . import editor
 from .review_common import (
-    ANY,
+    build_queue_header,
     FAST,
-    KIND_CHOICES,
     SLOW,
-    STATUS_CHOICES,
     DatabasePanel,
     ReviewContext,
     UserError,
-    annotator_box,
     check_annotator,
     clip_header,
     counts_markdown,
@@ -78,19 +75,7 @@ class LabelReviewTab:
     # ---- layout -------------------------------------------------------------------------------
     def build(self) -> None:
         with gr.Column(elem_id=f"{PREFIX}-review"):
-            with gr.Row(equal_height=True):
-                self.annotator = annotator_box(self.ctx, f"{PREFIX}-annotator")
-                self.status_f = gr.Dropdown(STATUS_CHOICES, value="pending", label="Status", scale=1, elem_id=f"{PREFIX}-status-filter")
-                self.kind_f = gr.Dropdown(KIND_CHOICES, value=ANY, label="Subject kind", scale=1, elem_id=f"{PREFIX}-kind-filter")
-                self.conf_f = gr.Slider(0, 1, value=1, step=0.05, label="Confidence at most", scale=1, elem_id=f"{PREFIX}-conf-filter")
-            with gr.Row(equal_height=True):
-                self.queue_dd = gr.Dropdown([], value=None, label="Queue (clip · status · kinds · lowest confidence)", scale=4,
-                                            elem_id=f"{PREFIX}-queue")
-                self.next_btn = gr.Button("Next clip (N)", scale=1, elem_id=f"{PREFIX}-next-clip")
-                self.reload_btn = gr.Button("Reload clip", scale=1, size="sm", elem_id=f"{PREFIX}-reload")
-            self.counts = gr.Markdown("", elem_id=f"{PREFIX}-counts")
-            self.empty = gr.Markdown("", visible=False, elem_id=f"{PREFIX}-empty")
-            self.header = gr.Markdown("", elem_id=f"{PREFIX}-header")
+            build_queue_header(self, PREFIX)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=280):
                     self.video = gr.Video(label="Clip", interactive=False, loop=True, height=300, elem_id=f"{PREFIX}-video")

@@ -367,6 +367,24 @@ def annotator_box(ctx: ReviewContext, elem_id: str) -> gr.Textbox:
     ctx.annotator_boxes.append(box)
     return box
 
+def build_queue_header(tab, prefix: str) -> None:
+    """The controls both review tabs open with: annotator, filters, queue, next/reload, counts and clip header. Built
+    inside the caller's layout; each component becomes an attribute of `tab` (which has `ctx`)."""
+    with gr.Row(equal_height=True):
+        tab.annotator = annotator_box(tab.ctx, f"{prefix}-annotator")
+        tab.status_f = gr.Dropdown(STATUS_CHOICES, value="pending", label="Status", scale=1, elem_id=f"{prefix}-status-filter")
+        tab.kind_f = gr.Dropdown(KIND_CHOICES, value=ANY, label="Subject kind", scale=1, elem_id=f"{prefix}-kind-filter")
+        tab.conf_f = gr.Slider(0, 1, value=1, step=0.05, label="Confidence at most", scale=1, elem_id=f"{prefix}-conf-filter")
+    with gr.Row(equal_height=True):
+        tab.queue_dd = gr.Dropdown([], value=None, label="Queue (clip · status · kinds · lowest confidence)", scale=4,
+                                   elem_id=f"{prefix}-queue")
+        tab.next_btn = gr.Button("Next clip (N)", scale=1, elem_id=f"{prefix}-next-clip")
+        tab.reload_btn = gr.Button("Reload clip", scale=1, size="sm", elem_id=f"{prefix}-reload")
+    tab.counts = gr.Markdown("", elem_id=f"{prefix}-counts")
+    tab.empty = gr.Markdown("", visible=False, elem_id=f"{prefix}-empty")
+    tab.header = gr.Markdown("", elem_id=f"{prefix}-header")
+
+
 
 class DatabasePanel:
     """The folded *Database* section: where the store is, import a folder, save waiting changes."""
