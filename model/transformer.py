@@ -41,7 +41,7 @@ REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
     "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool", "reference_null_key",
-    "reference_subject_embedding", "reference_binding_bias",
+    "reference_subject_embedding", "reference_binding_bias", "absolute_position_grid",
 )
 
 
@@ -82,6 +82,7 @@ def velocity_skip_coefficients(sigma: torch.Tensor) -> tuple[torch.Tensor, torch
     return c_skip, c_out
 
 
+POSITION_SCALE = 4.0  # absolute_position_grid: embedding added = this x the learned parameter (zero at first)
 BIND_GAIN_SCALE = 4.0  # reference_binding_bias: logit bias = this x the learned per-head parameter
 
 
@@ -377,6 +378,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         reference_null_key: bool = False,
         reference_subject_embedding: bool = False,
         reference_binding_bias: bool = False,
+        absolute_position_grid: tuple[int, int] | None = None,
     ) -> None:
         if image_dim is not None or added_kv_proj_dim is not None:
             raise ValueError("ReactIDTransformer builds on the text-to-video Wan (no image_dim / added_kv_proj_dim)")
@@ -400,6 +402,8 @@ class ReactIDTransformer(WanTransformer3DModel):
             raise ValueError("timeline_identity_keys needs both the timeline and the reference branch")
         if timeline_rope_theta <= 1:
             raise ValueError(f"timeline_rope_theta must be > 1, got {timeline_rope_theta}")
+        if absolute_position_grid is not None and (len(absolute_position_grid) != 2 or min(absolute_position_grid) < 1):
+            raise ValueError(f"absolute_position_grid must be [height, width] in tokens, got {absolute_position_grid!r}")
         super().__init__(
             patch_size, num_attention_heads, attention_head_dim, in_channels, out_channels, text_dim, freq_dim, ffn_dim,
             num_layers, cross_attn_norm, qk_norm, eps, None, None, rope_max_seq_len, pos_embed_seq_len,
@@ -435,6 +439,12 @@ class ReactIDTransformer(WanTransformer3DModel):
                 # subject is the first one, so a world whose layout follows the subject order (the sprite
                 # world's 'canonical' placement) cannot be learned with two or more look-alike-free subjects.
                 self.ref_subject_embedding = nn.Embedding(max_subjects, inner)
+        if absolute_position_grid is not None:
+            # A documented addition (issue 14): Wan's video tokens know only relative positions (3-D RoPE, a 1x1
+            # patch embedding), so at high noise a token cannot tell the left column from the right one, which
+            # subject a layout puts there, or whose timeline it should read. A learned per-(row, column)
+            # embedding, the same in every frame, zero at first (a warm start keeps its function at step 0).
+            self.video_position = nn.Parameter(torch.zeros(1, inner, *absolute_position_grid))
         if use_timeline and timeline_identity_keys:
             # each caption's keys also carry its subject's pooled reference features, so a video token can find
             # its own subject's captions by what it looks like, before any mask exists (the first steps)
@@ -493,7 +503,7 @@ class ReactIDTransformer(WanTransformer3DModel):
     @staticmethod
     def is_reactid_param(name: str) -> bool:
         parts = name.split(".")
-        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity", "ref_subject_embedding") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k", "ref_bind_gain") for p in parts)
+        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity", "ref_subject_embedding", "video_position") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k", "ref_bind_gain") for p in parts)
 
     def reactid_config(self) -> dict:
         return {k: self.config[k] for k in REACTID_CONFIG_KEYS}
@@ -644,6 +654,14 @@ class ReactIDTransformer(WanTransformer3DModel):
         key_subject = tl.token_subject.to(device) if (per_subject_clock and cos_q is not None) else None
         return keys_in, tl.valid.to(device), cos_q, sin_q, cos_k, sin_k, attn_mask, key_subject, values_in
 
+    def _video_position(self, grid: tuple[int, int, int], dtype) -> torch.Tensor:
+        """[1, F*H*W, dim]: the absolute position embedding, resized (bilinear) to another grid, repeated per frame."""
+        pos = self.video_position
+        if tuple(pos.shape[-2:]) != tuple(grid[1:]):
+            pos = F.interpolate(pos, size=grid[1:], mode="bilinear", align_corners=False)
+        pos = (POSITION_SCALE * pos).flatten(2).transpose(1, 2)  # [1, H*W, dim], row-major like the tokens
+        return pos.repeat(1, grid[0], 1).to(dtype)
+
     def _identity_keys(self, ref: ReferenceFeatures, token_subject: torch.Tensor, S: int, dtype) -> torch.Tensor:
         """[B, L, dim]: the projected mean of the last reference block's features over each caption token's subject."""
         feats = ref.features[-1]
@@ -708,6 +726,8 @@ class ReactIDTransformer(WanTransformer3DModel):
         grid = (Fr // p_t, H // p_h, W // p_w)
         rotary_emb = self.rope(hidden_states)
         x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()
+        if hasattr(self, "video_position"):
+            x = x + self._video_position(grid, x.dtype)
 
         if self.config.velocity_skip and timestep.ndim != 1:
             raise ValueError("velocity_skip needs one timestep per sample")

@@ -206,6 +206,37 @@ def test_reference_binding_bias_sends_bound_tokens_to_their_own_subject():
         assert block.ref_bind_gain.grad is not None and block.ref_bind_gain.grad.abs().sum() > 0
 
 
+def test_absolute_position_grid_tells_tokens_their_column():
+    """Zero at first: the forward is the model's without it (a warm start keeps its function). Once learned, two
+    frames of the same flat content give different outputs in different columns (RoPE alone cannot: every token
+    sees the same relative neighbourhood), another grid size is interpolated, and the embedding gets a gradient."""
+    torch.manual_seed(0)
+    cfg = tiny_transformer_config()
+    plain = ReactIDTransformer(**cfg).eval()
+    model = ReactIDTransformer(**cfg, absolute_position_grid=(4, 4)).eval()
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["video_position"] and not unexpected
+    assert ReactIDTransformer.is_reactid_param("video_position")
+    x = torch.ones(1, cfg["in_channels"], 2, 8, 8)  # flat content: 2 x 4 x 4 tokens, all alike
+    t, ctx = torch.tensor([500.0]), torch.randn(1, 5, cfg["text_dim"])
+    with torch.no_grad():
+        assert torch.allclose(plain(x, t, ctx).sample, model(x, t, ctx).sample, atol=1e-6)
+        flat = plain(x, t, ctx).sample
+        assert torch.allclose(flat[..., :2, :2], flat[..., 2:4, 4:6], atol=1e-4)  # no column information
+        model.video_position.normal_(0, 0.5)
+        out = model(x, t, ctx).sample
+        assert not torch.allclose(out[..., :2, :2], out[..., :2, 6:8], atol=1e-3)
+        emb = model._video_position((2, 4, 4), torch.float32)  # [1, 2 * 16, dim], row-major like the tokens
+        assert torch.equal(emb[:, :16], emb[:, 16:])  # the same embedding in every frame
+        assert torch.allclose(emb[0, 1], 4.0 * model.video_position[0, :, 0, 1])  # row 0, column 1
+        assert model(torch.ones(1, cfg["in_channels"], 2, 12, 12), t, ctx).sample.shape[-1] == 12  # 6 x 6 grid
+    model.video_position.grad = None
+    model(x, t, ctx).sample.square().mean().backward()
+    assert model.video_position.grad is not None and model.video_position.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="absolute_position_grid"):
+        ReactIDTransformer(**cfg, absolute_position_grid=(4,))
+
+
 # ---- TA-RoPE ----------------------------------------------------------------------------------
 def test_ta_rope_gives_equal_positions_at_equal_fractions_of_actions():
     # subject 0: actions of 4 and 12 latent frames; subject 1: one action of 8 frames after a gap
