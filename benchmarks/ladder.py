@@ -51,7 +51,7 @@ def _found_share(frames, clip) -> float:
     return float(np.mean([track_subject(frames, r[0]).found.mean() for r in clip.references_intra]))
 
 
-def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None) -> dict:
+def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous") -> dict:
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, summarize
 
@@ -60,7 +60,8 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     for i, clip in enumerate(clips):
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
         t0 = time.perf_counter()
-        out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=i, progress=False)
+        out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=i, progress=False,
+                   mask_feedback=mask_feedback)
         times.append(time.perf_counter() - t0)
         ref_imgs = [r[0] for r in clip.references_intra]
         own.append(evaluate_clip(out.frames, clip.timeline, ref_imgs, actions=clip.actions))
@@ -115,6 +116,8 @@ def main() -> int:
     ap.add_argument("--strip", help="write a frame strip PNG (truth above generated) of the first scenes")
     ap.add_argument("--sensitivity", action="store_true", help="also the held-out loss ratio with another scene's timeline")
     ap.add_argument("--no-ceiling", action="store_true")
+    ap.add_argument("--mask-feedback", default="previous", choices=["previous", "fresh", "none"],
+                    help="binding masks at each step: the previous step's (default), a fresh no-binding pass, or none")
     ap.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
                     help="override a world key of the level (YAML value), e.g. duration=4.0 to see whether a level "
                          "trained on 2 s clips carries over to 4 s")
@@ -126,7 +129,7 @@ def main() -> int:
         key, _, value = kv.partition("=")
         world[key] = yaml.safe_load(value)
     clips = held_out(args.n, world)
-    row = score(args.export, clips, args.steps, args.guidance, args.strip)
+    row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback)
     if not args.no_ceiling:
         row["ceiling"] = ceiling(args.export, clips)
     if args.sensitivity:

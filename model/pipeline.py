@@ -254,7 +254,12 @@ class ReactIDPipeline(DiffusionPipeline):
                  height: int | None = None, width: int | None = None, callback_on_step_end: Callable | None = None,
                  cancel_event: threading.Event | None = None, progress: bool = True, segment_seconds: float | None = None,
                  overlap_latent_frames: int = 2, reroll_segment: int | None = None, previous: ReactIDPipelineOutput | None = None,
-                 mask_feedback: bool = True) -> ReactIDPipelineOutput:
+                 mask_feedback: bool | str = True) -> ReactIDPipelineOutput:
+        """mask_feedback sets the subject masks behind the binding labels at each denoising step: True or
+        'previous' (the previous step's predicted masks, one forward per step), 'fresh' (a no-binding forward on the
+        current latents first, as training's predicted binding does; one more forward per step) or False / 'none'."""
+        if mask_feedback not in (True, False, "previous", "fresh", "none"):
+            raise ValueError(f"mask_feedback must be True, False, 'previous', 'fresh' or 'none', got {mask_feedback!r}")
         height = self.default_height if height is None else int(height)
         width = self.default_width if width is None else int(width)
         self._segmenting = segment_seconds is not None
@@ -364,15 +369,18 @@ class ReactIDPipeline(DiffusionPipeline):
                 sigma = self.scheduler.sigmas[i].to(dtype)
                 latents[:, :, :n_ctx] = (1 - sigma) * ctx_latents + sigma * noise_ctx
             tt = t.expand(1).to(device)
+            if mask_feedback == "fresh":
+                logits = self.transformer(latents, tt, prompt_emb, reference_features=ref_feats, timeline=tl_cond).mask_logits
+                masks = None if logits is None else torch.sigmoid(logits.float())
             out = self.transformer(latents, tt, prompt_emb, reference_features=ref_feats, timeline=tl_cond,
-                                   subject_masks=masks if mask_feedback else None)
+                                   subject_masks=masks if mask_feedback not in (False, "none") else None)
             pred = out.sample
             if neg_emb is not None and guidance > 1.0:
                 # the negative branch is what caption dropout trained: empty prompt, timeline captions dropped (the
                 # attention's null slot), references kept, no binding labels
                 unc = self.transformer(latents, tt, neg_emb, reference_features=ref_feats, timeline=tl_null, subject_masks=None).sample
                 pred = unc + guidance * (pred - unc)
-            if out.mask_logits is not None:
+            if out.mask_logits is not None and mask_feedback != "fresh":
                 masks = torch.sigmoid(out.mask_logits.float())
             latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
             if callback is not None:

@@ -63,6 +63,31 @@ def test_masks_from_the_previous_step_feed_the_binding(tiny_pipe, two_subject_re
     assert seen[0] is None and all(m is not None and m.shape[1] == 2 for m in seen[1:])
 
 
+def test_fresh_mask_feedback_binds_with_masks_predicted_on_the_same_latents(tiny_pipe, two_subject_refs):
+    """'fresh': each step first predicts masks with no binding on the current latents (what training's predicted
+    binding does), then denoises with them; the first step is bound too. A wrong value is refused."""
+    calls = []
+    orig = tiny_pipe.transformer.forward
+
+    def spy(latents, *args, **kwargs):
+        out = orig(latents, *args, **kwargs)
+        calls.append((latents.clone(), kwargs.get("subject_masks"), out.mask_logits))
+        return out
+
+    tiny_pipe.transformer.forward = spy
+    try:
+        tiny_pipe(example_timeline(), two_subject_refs, seed=0, num_inference_steps=3, guidance_scale=1.0, progress=False,
+                  mask_feedback="fresh")
+    finally:
+        del tiny_pipe.transformer.forward
+    assert len(calls) == 6  # two forwards per step
+    for (lat_a, masks_a, logits_a), (lat_b, masks_b, _) in zip(calls[0::2], calls[1::2]):
+        assert masks_a is None and torch.equal(lat_a, lat_b)
+        assert torch.allclose(masks_b, torch.sigmoid(logits_a.float()))
+    with pytest.raises(ValueError, match="mask_feedback"):
+        tiny_pipe(example_timeline(), two_subject_refs, seed=0, num_inference_steps=1, progress=False, mask_feedback="later")
+
+
 def test_cancel_stops_generation(tiny_pipe, two_subject_refs):
     ev = threading.Event()
 
