@@ -2,6 +2,7 @@
 strip (6 frames per example, one row each), as a creator would see them.
 
     python benchmarks/bench_examples.py   # prints one line per example, writes docs/img/default_examples.png
+    python benchmarks/bench_examples.py runs/ladder_l2e/export /tmp/l2e_examples.png   # another exported model
 """
 import numpy as np, sys
 sys.path.insert(0, ".")
@@ -10,7 +11,12 @@ from model.default import load_default_pipeline
 from model.timeline import Timeline
 from studio.examples import list_scenes, load_scene
 from train.sprite_eval import evaluate_clip
-pipe = load_default_pipeline()
+if len(sys.argv) > 1:
+    from model.pipeline import ReactIDPipeline
+    pipe = ReactIDPipeline.from_pretrained(sys.argv[1])
+else:
+    pipe = load_default_pipeline()
+out_png = sys.argv[2] if len(sys.argv) > 2 else "docs/img/default_examples.png"
 rows = []
 for title, slug in list_scenes():
     doc = load_scene(slug); tl = Timeline.from_dict(doc)
@@ -21,4 +27,4 @@ for title, slug in list_scenes():
           + "; ".join(f"{a['subject']}:{a['commanded']}->{a['observed']}" for a in sc.actions))
     idx = np.linspace(0, len(out.frames) - 1, 6).round().astype(int)
     rows.append(np.concatenate([np.kron(out.frames[i], np.ones((3, 3, 1), dtype=np.uint8)) for i in idx], 1))
-Image.fromarray(np.concatenate(rows, 0)).save("docs/img/default_examples.png")
+Image.fromarray(np.concatenate(rows, 0)).save(out_png)

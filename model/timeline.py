@@ -262,9 +262,11 @@ def fix_overlaps(tl: Timeline) -> Timeline:
     for s in out.subjects:
         fixed: list[Action] = []
         for a in s.sorted_actions():
-            start = a.start if not fixed else max(a.start, fixed[-1].end)
+            # round before the length test, so a kept action passes the validator's own test (rounding the
+            # start up after the test could leave it a hair shorter than one latent frame)
+            start = round(a.start if not fixed else max(a.start, fixed[-1].end), 6)
             if a.end - start >= min_span - _EPS:
-                fixed.append(Action(round(start, 6), a.end, a.text))
+                fixed.append(Action(start, a.end, a.text))
         s.actions = fixed
     return out
 
