@@ -39,7 +39,7 @@ import numpy as np
 import yaml
 
 from evaluation.jobs import EvalJob, EvalJobError, EvalJobManager
-from train.config import PRESETS_DIR, ConfigError, load_config
+from train.config import PRESETS_DIR, ConfigError, load_config, read_config_file
 from train.jobs import Job, JobError, JobManager, tail
 from train.launch import ACCELERATE_CONFIGS, LaunchError, LaunchOptions, build_command, command_text, machine_problems
 
@@ -198,7 +198,16 @@ class TrainingTab:
         path = PRESETS_DIR / f"{name}.yaml"
         if not path.is_file():
             raise UserError(f"no preset named {name!r} (have: {', '.join(presets())})")
-        return path.read_text()
+        text = path.read_text()
+        raw = yaml.safe_load(text) or {}
+        if isinstance(raw, dict) and "base" in raw:
+            # The form and the editor show every key the run will use, so a preset written as a difference from
+            # another comes here merged with its base chain.
+            comments = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+            merged = read_config_file(path)
+            return (comments + f"# (preset {name}: its base chain merged in, {raw['base']} first)\n"
+                    + yaml.safe_dump(merged, sort_keys=False, default_flow_style=None, width=120))
+        return text
 
     def validate(self, text: str) -> str:
         try:

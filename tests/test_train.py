@@ -85,6 +85,26 @@ def test_presets_load():
     assert wan.optim.lr == 1e-5 and wan.optim.warmup_steps == 500 and wan.optim.steps == 10000
 
 
+def test_a_config_can_start_from_a_base(tmp_path):
+    # The ladder presets are written as differences: level 2e is level 2d plus one key.
+    l2e = load_config("ladder_l2e")
+    assert l2e.model.reactid["absolute_position_grid"] == [8, 8] and l2e.output_dir == "runs/ladder_l2e"
+    assert l2e.vae.checkpoint == "assets/sprite_pca_vae" and l2e.optim.lr == 0.0005  # from ladder_l2d
+    assert l2e.data.world["placement"] == "canonical" and l2e.data.world["max_subjects"] == 2  # l2c's world, l2d's cap
+    # a file's base may be a path beside it; mappings merge key by key, lists are replaced
+    (tmp_path / "parent.yaml").write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "world": {"actions": ["stay", "jump"], "max_subjects": 2}}}))
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\ndata: {world: {actions: [stay]}}\noptim: {steps: 7}\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert cfg.data.world == {"actions": ["stay"], "max_subjects": 2} and cfg.optim.steps == 7
+    assert cfg.optim.batch_size == TINY["optim"]["batch_size"]
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="loop"):
+        load_config(tmp_path / "a.yaml")
+    with pytest.raises(ConfigError, match="file not found: no_such_preset"):
+        load_config({"base": "no_such_preset"})
+
+
 def test_trainer_draws_batches_from_the_curriculum():
     from train.loop import make_curriculum, plan_step
 

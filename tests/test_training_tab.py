@@ -68,6 +68,14 @@ def test_form_fields_edit_the_yaml_and_keep_the_rest(tab):
     assert "valid: 4800 steps" in tab.validate(text)
 
 
+def test_a_preset_written_on_a_base_shows_every_key(tab):
+    text = tab.preset_yaml("ladder_l2e")
+    d = yaml.safe_load(text)
+    assert "base" not in d and d["model"]["reactid"]["absolute_position_grid"] == [8, 8]
+    assert d["optim"]["batch_size"] == 8 and d["data"]["world"]["max_subjects"] == 2
+    assert "valid: 2500 steps" in tab.validate(text)
+
+
 def test_unknown_key_and_broken_yaml_are_named_and_start_nothing(tab, tmp_path):
     bad = text_of({**tiny(tmp_path / "run"), "optim": {**TINY["optim"], "stepz": 3}})
     assert "config error: optim.stepz: unknown key" in tab.validate(bad)

@@ -29,7 +29,7 @@ from .loop import Trainer, build_text_encoder, log_line
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="YAML file or preset name (train/presets: sprite, sprite_bench, wan1.3b_8gpu)")
+    ap.add_argument("--config", required=True, help="YAML file or preset name (train/presets/NAME.yaml, e.g. sprite, ladder_l2f, wan1.3b_8gpu)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. optim.steps=100")
     ap.add_argument("--output-dir", help="overrides output_dir")
     ap.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint.pt")

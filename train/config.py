@@ -247,22 +247,55 @@ def _check(cfg: TrainConfig) -> TrainConfig:
 
 
 def load_config(source: str | Path | dict, overrides: dict | None = None) -> TrainConfig:
-    """A YAML path, a preset name (train/presets/NAME.yaml) or a dict -> validated TrainConfig."""
+    """A YAML path, a preset name (train/presets/NAME.yaml) or a dict -> validated TrainConfig.
+
+    A config may start from another with `base: NAME` (a preset name, or a YAML path relative to the file that
+    names it): the base is read first and this config's keys are merged over it, mappings key by key."""
     if isinstance(source, dict):
-        obj = source
+        obj = resolve_base(source, PRESETS_DIR)
     else:
-        path = Path(source)
-        if not path.is_file() and (PRESETS_DIR / f"{source}.yaml").is_file():
-            path = PRESETS_DIR / f"{source}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"config: file not found: {source}")
-        try:
-            obj = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config: {path.name} is not valid YAML: {exc}") from None
+        obj = read_config_file(source)
     if overrides:
         obj = _merge(obj, overrides)
     return _check(_build(TrainConfig, obj, ""))
+
+
+def _find_config_file(source: str | Path, here: Path | None = None) -> Path:
+    path = Path(source)
+    if here is not None and not path.is_absolute() and (here / path).is_file():
+        return here / path
+    if not path.is_file() and (PRESETS_DIR / f"{source}.yaml").is_file():
+        return PRESETS_DIR / f"{source}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"config: file not found: {source}")
+    return path
+
+
+def read_config_file(source: str | Path, here: Path | None = None, _chain: tuple = ()) -> dict:
+    """The YAML mapping of a config file or preset, with its `base:` chain merged in."""
+    path = _find_config_file(source, here)
+    try:
+        obj = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {path.name} is not valid YAML: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"config: {path.name} must be a YAML mapping, got a {type(obj).__name__}")
+    return resolve_base(obj, path.parent, _chain + (path.resolve(),))
+
+
+def resolve_base(obj: dict, here: Path, _chain: tuple = ()) -> dict:
+    """Merge `obj` over the config its `base:` key names (recursively); a dict without `base` comes back as is."""
+    if "base" not in obj:
+        return obj
+    base = obj["base"]
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"base: must be a preset name or a YAML path, got {base!r}")
+    base_path = _find_config_file(base, here).resolve()
+    if base_path in _chain:
+        names = " -> ".join(p.stem for p in _chain + (base_path,))
+        raise ConfigError(f"base: configs name each other in a loop ({names})")
+    rest = {k: v for k, v in obj.items() if k != "base"}
+    return _merge(read_config_file(base_path, None, _chain), rest)
 
 
 def _merge(a: dict, b: dict) -> dict:
