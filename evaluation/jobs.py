@@ -28,7 +28,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from train.jobs import ENV_MARKER, end_processes, job_processes
+from train.jobs import ENV_MARKER, end_processes, job_processes, process_alive, wait_until_ended, write_record
 
 from .progress import Progress, summarize
 
@@ -85,16 +85,6 @@ def eval_command(folder: str | Path, out: str | Path, *, threads: int = 0, scene
     return argv
 
 
-def _alive(pid: int, created: float) -> bool:
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        return abs(p.create_time() - created) < 1.0 and p.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
 def read_lines(path: Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -116,11 +106,7 @@ class EvalJobManager:
         return self.state_dir / "eval-current.json"
 
     def _write(self, job: EvalJob) -> None:
-        data = json.dumps(asdict(job), indent=2) + "\n"
-        for path in (Path(job.job_dir) / "job.json", self._current_file):
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(data)
-            os.replace(tmp, path)
+        write_record(asdict(job), [Path(job.job_dir) / "job.json", self._current_file])
 
     def _read(self) -> EvalJob | None:
         try:
@@ -137,7 +123,7 @@ class EvalJobManager:
                 return job
             popen = self._popen.get(job.id)
             rc = popen.poll() if popen is not None else None
-            if rc is None and (popen is not None or _alive(job.pid, job.pid_create_time)):
+            if rc is None and (popen is not None or process_alive(job.pid, job.pid_create_time)):
                 return job
             self._finish(job, rc)
             return job
@@ -229,19 +215,13 @@ class EvalJobManager:
                 os.killpg(popen.pid, signal.SIGKILL)
         with self._lock:
             job = self.current()
-            if job is not None and job.alive and not _alive(job.pid, job.pid_create_time):
+            if job is not None and job.alive and not process_alive(job.pid, job.pid_create_time):
                 self._finish(job, popen.poll() if popen is not None else None)
             return self.current()
 
     def wait(self, timeout: float) -> EvalJob | None:
         """Block until the current job has ended (tests, scripts)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            job = self.current()
-            if job is None or not job.alive:
-                return job
-            time.sleep(0.2)
-        return self.current()
+        return wait_until_ended(self.current, timeout)
 
 
 __all__ = ["EvalJob", "EvalJobError", "EvalJobManager", "eval_command"]

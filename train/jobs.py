@@ -94,14 +94,39 @@ def job_processes(job_id: str) -> list:
     return found
 
 
-def _launcher_alive(job: Job) -> bool:
+def process_alive(pid: int, created: float) -> bool:
+    """Is the process `pid` that started at `created` (not a later one given the same pid) still running?"""
     import psutil
 
     try:
-        p = psutil.Process(job.pid)
-        return abs(p.create_time() - job.pid_create_time) < 1.0 and p.status() != psutil.STATUS_ZOMBIE
+        p = psutil.Process(pid)
+        return abs(p.create_time() - created) < 1.0 and p.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+
+
+def _launcher_alive(job: Job) -> bool:
+    return process_alive(job.pid, job.pid_create_time)
+
+
+def write_record(data: dict, paths: list[Path]) -> None:
+    """Write a job record as JSON to each path, atomically (a reader never sees half a file)."""
+    text = json.dumps(data, indent=2) + "\n"
+    for path in paths:
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+def wait_until_ended(current, timeout: float):
+    """Poll `current()` (a job manager's) until its job has ended or `timeout` seconds pass; tests and scripts."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = current()
+        if job is None or not job.alive:
+            return job
+        time.sleep(0.2)
+    return current()
 
 
 def _signal_all(procs: list, sig: int) -> None:
@@ -221,11 +246,7 @@ class JobManager:
         return self.state_dir / "current.json"
 
     def _write(self, job: Job) -> None:
-        data = json.dumps(job.to_dict(), indent=2) + "\n"
-        for path in (Path(job.run_dir) / "job.json", self._current_file):
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(data)
-            os.replace(tmp, path)
+        write_record(job.to_dict(), [Path(job.run_dir) / "job.json", self._current_file])
 
     def _read(self) -> Job | None:
         try:
@@ -402,13 +423,8 @@ class JobManager:
 
     def wait(self, timeout: float) -> Job | None:
         """Block until the current job has ended (tests, scripts)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            job = self.current()
-            if job is None or not job.alive:
-                return job
-            time.sleep(0.2)
-        return self.current()
+        return wait_until_ended(self.current, timeout)
 
 
-__all__ = ["ENV_MARKER", "Job", "JobError", "JobManager", "RunLog", "end_processes", "job_processes", "tail"]
+__all__ = ["ENV_MARKER", "Job", "JobError", "JobManager", "RunLog", "end_processes", "job_processes", "process_alive", "tail", "wait_until_ended",
+           "write_record"]
