@@ -51,12 +51,17 @@ def _found_share(frames, clip) -> float:
     return float(np.mean([track_subject(frames, r[0]).found.mean() for r in clip.references_intra]))
 
 
-def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous") -> dict:
+def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
+          shift: float | None = None) -> dict:
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, summarize
 
     pipe = ReactIDPipeline.from_pretrained(directory)
-    own, control, found, times, videos = [], [], [], [], []
+    if shift is not None:  # the sampling schedule's shift (the export's scheduler says 3: more steps at high noise)
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=shift)
+    own, control, found, times, videos, truth_moves = [], [], [], [], [], []
     for i, clip in enumerate(clips):
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
         t0 = time.perf_counter()
@@ -65,6 +70,8 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         times.append(time.perf_counter() - t0)
         ref_imgs = [r[0] for r in clip.references_intra]
         own.append(evaluate_clip(out.frames, clip.timeline, ref_imgs, actions=clip.actions))
+        truth_moves.extend(r["moved_px"] for r in evaluate_clip(clip.frames, clip.timeline, ref_imgs, actions=clip.actions).actions
+                           if r["moved_px"] is not None)
         # chance control: the same frames against another scene's timeline with the same subject count
         other = next((c for c in clips[i + 1:] + clips[:i] if len(c.timeline.subjects) == len(clip.timeline.subjects)), None)
         if other is not None:
@@ -75,6 +82,10 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     row = summarize(own)
     ctrl = summarize(control) if control else {}
     row["found"] = float(np.mean(found))
+    # motion amplitude: median pixels moved in the commanded direction over the scenes' translations
+    moves = [r["moved_px"] for sc in own for r in sc.actions if r["moved_px"] is not None]
+    row["move_px"] = float(np.median(moves)) if moves else None
+    row["truth_move_px"] = float(np.median(truth_moves)) if truth_moves else None
     row["control_action_accuracy"] = ctrl.get("action_accuracy")
     row["control_timing_error_frames"] = ctrl.get("timing_error_frames")
     row["s_per_clip"] = statistics.median(times)
@@ -112,6 +123,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--shift", type=float, default=None, help="sampling schedule shift instead of the export's (3)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--strip", help="write a frame strip PNG (truth above generated) of the first scenes")
     ap.add_argument("--sensitivity", action="store_true", help="also the held-out loss ratio with another scene's timeline")
@@ -129,7 +141,7 @@ def main() -> int:
         key, _, value = kv.partition("=")
         world[key] = yaml.safe_load(value)
     clips = held_out(args.n, world)
-    row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback)
+    row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback, args.shift)
     if not args.no_ceiling:
         row["ceiling"] = ceiling(args.export, clips)
     if args.sensitivity:
@@ -139,11 +151,17 @@ def main() -> int:
         sens = conditioning_sensitivity(ReactIDPipeline.from_pretrained(args.export), clips[: min(12, len(clips))])
         row["timeline_ratio"], row["refs_ratio"] = sens["timeline_ratio"], sens["refs_ratio"]
     fmt = lambda v, p=3: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
-    print(f"level {args.level}, {args.n} held-out scenes, {args.steps} steps, CFG {args.guidance}: {args.export}")
+    shift = f", shift {args.shift:g}" if args.shift is not None else ""
+    print(f"level {args.level}, {args.n} held-out scenes, {args.steps} steps, CFG {args.guidance}{shift}: {args.export}")
     print("| identity | found | action | action (other timeline) | timing (fr) | timing (other) | binding | s/clip |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {fmt(row['identity_fidelity'])} | {fmt(row['found'])} | {fmt(row['action_accuracy'])} | {fmt(row['control_action_accuracy'])} | "
           f"{fmt(row['timing_error_frames'], 2)} | {fmt(row['control_timing_error_frames'], 2)} | {fmt(row['binding_accuracy'])} | {fmt(row['s_per_clip'], 2)} |")
+    if row.get("move_px") is not None:
+        from train.sprite_eval import MOVE_FRAC
+
+        print(f"motion amplitude: translations move a median {row['move_px']:.1f} px the commanded way (truth {row['truth_move_px']:.1f} px; "
+              f"a move counts from {MOVE_FRAC * clips[0].frames.shape[2]:.1f} px)")
     if "ceiling" in row:
         c = row["ceiling"]
         print(f"VAE ceiling: identity {fmt(c['identity_fidelity'])}, action {fmt(c['action_accuracy'])}, timing {fmt(c['timing_error_frames'], 2)}, binding {fmt(c['binding_accuracy'])}")

@@ -63,6 +63,20 @@ def test_a_static_frame_scores_poorly(gt_clips):
     assert totals["action_accuracy"] <= n_stay / n_all + 1e-9  # only 'stay' can be right
     assert totals["action_accuracy"] < 0.5
     assert totals["timing_error_frames"] >= 6  # no boundary is visible
+    # the motion amplitude: a frozen frame moves 0 px, the truth about its world's move length, backwards is negative
+    frozen = [r["moved_px"] for sc in scores for r in sc.actions if r["moved_px"] is not None]
+    truth = [evaluate_sprite_clip(c) for c in gt_clips[:6]]
+    moved = [(r["moved_px"], r["commanded"]) for sc in truth for r in sc.actions if r["moved_px"] is not None]
+    assert frozen and max(abs(m) for m in frozen) < 0.5
+    assert moved and min(m for m, _ in moved) > 4 and all(r["moved_px"] is None for sc in truth for r in sc.actions
+                                                          if not r["commanded"].startswith("move_"))
+    # play one move's frames backwards: the same distance, the wrong way
+    ci, rec = next((ci, r) for ci, sc in enumerate(truth) for r in sc.actions if r["moved_px"] is not None)
+    c = gt_clips[ci]
+    frames = c.frames.copy()
+    frames[rec["f0"]:rec["f1"] + 1] = c.frames[rec["f0"]:rec["f1"] + 1][::-1]
+    back = next(r for r in evaluate_sprite_clip(c, frames).actions if (r["subject"], r["index"]) == (rec["subject"], rec["index"]))
+    assert back["moved_px"] == pytest.approx(-rec["moved_px"], abs=1.0)
     assert totals["identity_fidelity"] >= 0.95  # the subjects do look right
 
 

@@ -385,6 +385,18 @@ def _commanded_segments(subject, fps: int, F: int, actions: list[str] | None) ->
     return out
 
 
+_DIRECTIONS = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}
+
+
+def _moved_along(feat: dict | None, action: str | None) -> float | None:
+    """Pixels the subject moved in a translation's commanded direction (negative: the wrong way); None for other
+    actions or a missing subject. The motion amplitude behind action accuracy (a move counts from MOVE_FRAC)."""
+    if feat is None or action not in _DIRECTIONS:
+        return None
+    ux, uy = _DIRECTIONS[action]
+    return float(feat["dx"] * ux + feat["dy"] * uy)
+
+
 def evaluate_clip(frames: np.ndarray, timeline: Timeline, references: list, actions: list[list[str]] | None = None,
                   window: int = TIMING_WINDOW) -> SpriteScore:
     """Score one generated clip. `references`: per subject an image (uint8 [h, w, 3]), a list of
@@ -406,9 +418,11 @@ def evaluate_clip(frames: np.ndarray, timeline: Timeline, references: list, acti
         for seg in sg:
             if seg["index"] is None:
                 continue
-            observed = classify_span(tr, seg["f0"], seg["f1"], H, W)
+            feat = motion_features(tr, seg["f0"], seg["f1"], H, W)
+            observed = classify_features(feat, H, W)
             rec = {"subject": subj.id, "index": seg["index"], "text": seg["text"], "commanded": seg["action"],
-                   "observed": observed, "f0": seg["f0"], "f1": seg["f1"], "scored": seg["action"] is not None}
+                   "observed": observed, "f0": seg["f0"], "f1": seg["f1"], "scored": seg["action"] is not None,
+                   "moved_px": _moved_along(feat, seg["action"])}
             rec["correct"] = bool(rec["scored"] and observed == seg["action"])
             per_action.append(rec)
         for left, right in zip(sg, sg[1:]):
