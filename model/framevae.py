@@ -133,7 +133,7 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, z_dim: int = 8, width: int = 32, latents_mean: list | None = None, latents_std: list | None = None,
                  scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, linear_path: bool = False, res_blocks: int = 0,
-                 arch: str = "pyramid", decoder_context: int = 0, first_frame: str = "own"):
+                 arch: str = "pyramid", decoder_context: int = 0, first_frame: str = "own", first_frame_gain: float = 1.0):
         """linear_path: a linear block-to-latent path (a PCA autoencoder once `init_pca` ran) to which the conv
         stacks add their output through a zero-initialised last layer, so training starts from a colour-true
         reconstruction instead of a grey one. res_blocks: residual blocks after each resolution change of the
@@ -147,8 +147,13 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         first_frame: 'own' (Wan's causal layout: the lone first frame has its own encoder and latent space) or
         'group' (linear arch only: the first frame is encoded as a group of four copies of itself and decoded as
         the mean of that group's four frames, so every latent frame speaks the same language; a diffusion model
-        that sees the first latent frame on 1/9 of its tokens otherwise draws it badly)."""
+        that sees the first latent frame on 1/9 of its tokens otherwise draws it badly).
+        first_frame_gain: the video's first latent frame is multiplied by this after normalisation, so it reaches
+        the diffusion model at the other frames' scale (model/latents.py; the weights are unchanged, so a VAE
+        with a gain reads and writes the same pixels)."""
         super().__init__()
+        if not (isinstance(first_frame_gain, (int, float)) and first_frame_gain > 0):
+            raise ValueError(f"first_frame_gain must be a number > 0, got {first_frame_gain!r}")
         if first_frame not in ("own", "group"):
             raise ValueError(f"first_frame must be 'own' or 'group', got {first_frame!r}")
         if first_frame == "group" and arch != "linear":

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
+from . import latents as latent_scale
 from .conditioning import build_timeline_conditioning
 from .framevae import load_vae
 from .references import ReferenceError, load_reference_image, reference_to_array
@@ -203,25 +204,17 @@ class ReactIDPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------------
     # Latent helpers
     # ------------------------------------------------------------------------------------------
-    def _latent_stats(self, device, dtype):
-        z = self.vae.config.z_dim
-        mean = torch.tensor(self.vae.config.latents_mean, device=device, dtype=dtype).view(1, z, 1, 1, 1)
-        std = torch.tensor(self.vae.config.latents_std, device=device, dtype=dtype).view(1, z, 1, 1, 1)
-        return mean, std
-
     @torch.no_grad()
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """[B, 3, F, H, W] in [-1, 1] -> normalised latents."""
+    def encode_video(self, video: torch.Tensor, reference: bool = False) -> torch.Tensor:
+        """[B, 3, F, H, W] in [-1, 1] -> normalised latents (model/latents.py; `reference`: reference images)."""
         vae_dtype = self.vae.dtype
         lat = self.vae.encode(video.to(self.device, vae_dtype)).latent_dist.mode()
-        mean, std = self._latent_stats(lat.device, lat.dtype)
-        return ((lat - mean) / std).to(self.transformer.dtype)
+        return latent_scale.normalise(lat, self.vae.config, video=not reference).to(self.transformer.dtype)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """normalised latents -> [B, 3, F, H, W] in [-1, 1]."""
-        mean, std = self._latent_stats(latents.device, torch.float32)
-        lat = latents.float() * std + mean
+        lat = latent_scale.denormalise(latents.float(), self.vae.config)
         return self.vae.decode(lat.to(self.vae.dtype)).sample.float().clamp(-1, 1)
 
     @torch.no_grad()
@@ -234,7 +227,7 @@ class ReactIDPipeline(DiffusionPipeline):
                 subject_idx.append(i)
                 names.append(s.name)
         video = torch.from_numpy(np.stack(arrays)).unsqueeze(2)  # [M, 3, 1, size, size]
-        lat = self.encode_video(video)  # [M, z, 1, h, w]
+        lat = self.encode_video(video, reference=True)  # [M, z, 1, h, w]
         lat = lat[:, :, 0].unsqueeze(0)  # [1, M, z, h, w]
         name_emb, _ = self.encode_text(names, max_length=self.config.name_max_length or min(32, self.config.max_sequence_length))
         return self.transformer.encode_references(lat, torch.tensor([subject_idx], device=self.device), name_emb.unsqueeze(0), num_subjects=len(timeline.subjects))

@@ -162,3 +162,29 @@ def test_first_frame_as_a_group_shares_the_group_latent_space(tmp_path):
     assert load_vae(tmp_path / "g").config.first_frame == "group"
     with pytest.raises(ValueError, match="first_frame"):
         FrameGroupVAE(z_dim=8, first_frame="group")
+
+
+def test_first_frame_gain_scales_only_a_videos_first_latent_frame(tmp_path):
+    """first_frame_gain (model/latents.py): the video's first latent frame reaches the diffusion model multiplied by
+    the gain, reference images do not, and decoding undoes it, so the pixels are the same as without a gain."""
+    from model import latents
+
+    g = torch.Generator().manual_seed(0)
+    videos = torch.rand(2, 3, 9, 16, 16, generator=g) * 2 - 1
+    plain = FrameGroupVAE(z_dim=8, linear_path=True, arch="linear")
+    plain.init_pca(videos)
+    plain.register_to_config(latents_mean=[0.1] * 8, latents_std=[2.0] * 8)
+    plain.save_pretrained(tmp_path / "plain")
+    gained = FrameGroupVAE.from_pretrained(tmp_path / "plain", first_frame_gain=2.0)
+    gained.save_pretrained(tmp_path / "gained")
+    assert load_vae(tmp_path / "gained").config.first_frame_gain == 2.0 and latents.first_frame_gain(plain.config) == 1.0
+    with torch.no_grad():
+        raw = plain.encode(videos).latent_dist.mode()
+        a, b = latents.normalise(raw, plain.config), latents.normalise(raw, gained.config)
+        assert torch.allclose(a, (raw - 0.1) / 2.0)
+        assert torch.allclose(b[:, :, 0], 2 * a[:, :, 0]) and torch.equal(b[:, :, 1:], a[:, :, 1:])
+        assert torch.equal(latents.normalise(raw[:, :, :1], gained.config, video=False), a[:, :, :1])  # a reference image
+        assert torch.allclose(latents.denormalise(b, gained.config), raw, atol=1e-6)
+        assert torch.allclose(gained.decode(latents.denormalise(b, gained.config)).sample, plain.decode(raw).sample, atol=1e-5)
+    with pytest.raises(ValueError, match="first_frame_gain"):
+        FrameGroupVAE(z_dim=8, first_frame_gain=0)

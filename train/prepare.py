@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model import latents as latent_scale
 from model.references import reference_to_array
 from model.timeline import TIME_COMPRESSION
 from PIL import Image
@@ -54,11 +55,8 @@ def build_cache(cfg: TrainConfig, vae, log_path: Path | None = None) -> dict:
     lat_list, intra_list, inter_list, mask_list = [], [], [], []
     timelines, prompts, names, nsub, d_intra, d_inter = [], [], [], [], [], []
     texts = {""}
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
-
-    def encode(video):  # [B, 3, F, H, W] in [-1, 1] -> normalised latents
-        return (vae.encode(video).latent_dist.mode() - mean) / std
+    def encode(video, reference=False):  # [B, 3, F, H, W] in [-1, 1] -> normalised latents (model/latents.py)
+        return latent_scale.normalise(vae.encode(video).latent_dist.mode(), vae.config, video=not reference)
 
     for i, clip in enumerate(clips):
         video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
@@ -66,7 +64,7 @@ def build_cache(cfg: TrainConfig, vae, log_path: Path | None = None) -> dict:
         lat_list.append(lat.half())
         def refs(images):
             arr = np.stack([reference_to_array(Image.fromarray(im[0] if isinstance(im, list) else im), ref_size) for im in images])
-            return encode(torch.from_numpy(arr).unsqueeze(2))[:, :, 0].half()  # [S, z, h, w]
+            return encode(torch.from_numpy(arr).unsqueeze(2), reference=True)[:, :, 0].half()  # [S, z, h, w]
         intra_list.append(refs([r[0] for r in clip.references_intra]))
         inter_list.append(refs([r[0] for r in clip.references_inter]))
         ph, pw = cfg.model.patch_size[1:]
