@@ -86,6 +86,13 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     moves = [r["moved_px"] for sc in own for r in sc.actions if r["moved_px"] is not None]
     row["move_px"] = float(np.median(moves)) if moves else None
     row["truth_move_px"] = float(np.median(truth_moves)) if truth_moves else None
+    confusion: dict[str, dict[str, int]] = {}
+    for sc in own:
+        for r in sc.actions:
+            if r["scored"]:
+                confusion.setdefault(r["commanded"], {}).setdefault(r["observed"], 0)
+                confusion[r["commanded"]][r["observed"]] += 1
+    row["confusion"] = confusion
     row["control_action_accuracy"] = ctrl.get("action_accuracy")
     row["control_timing_error_frames"] = ctrl.get("timing_error_frames")
     row["s_per_clip"] = statistics.median(times)
@@ -162,6 +169,9 @@ def main() -> int:
 
         print(f"motion amplitude: translations move a median {row['move_px']:.1f} px the commanded way (truth {row['truth_move_px']:.1f} px; "
               f"a move counts from {MOVE_FRAC * clips[0].frames.shape[2]:.1f} px)")
+    if row.get("confusion"):
+        print("commanded -> observed: " + "; ".join(
+            f"{c} -> " + ", ".join(f"{o} {k}" for o, k in sorted(obs.items(), key=lambda x: -x[1])) for c, obs in sorted(row["confusion"].items())))
     if "ceiling" in row:
         c = row["ceiling"]
         print(f"VAE ceiling: identity {fmt(c['identity_fidelity'])}, action {fmt(c['action_accuracy'])}, timing {fmt(c['timing_error_frames'], 2)}, binding {fmt(c['binding_accuracy'])}")

@@ -3,7 +3,7 @@
 Latents are normalised per channel with the VAE's `latents_mean` / `latents_std` (Wan's convention). A
 FrameGroupVAE may also set `first_frame_gain`: the video's first latent frame encodes one frame where every
 other latent frame encodes four, and in the PCA latent it comes out at about half the others' scale
-(normalised std 0.43 against 0.82, docs/BENCHMARKS.md "The first frame"), so at any noise level it is four times
+(normalised std 0.43 against 0.82, docs/BENCHMARKS.md "Where L2e's errors were"), so at any noise level it is four times
 noisier and models draw it badly. The gain rescales that frame of a video (not reference images: they enter
 through the reference branch, whose scale the models were trained on). Wan's own VAE has no such key (gain 1).
 """
