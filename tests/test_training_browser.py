@@ -198,7 +198,9 @@ def test_evaluate_a_folder_progress_results_and_reload(server, browser, tmp_path
     pg.on("pageerror", lambda e: errors.append(str(e)))
     open_train_tab(pg, url)
     pg.get_by_text("6 · Evaluate").click()
-    field(pg, "#rt-train-eval-folder").fill(str(root))
+    # the accordion mounts its fields lazily and a tick can redraw them: type until the value holds, then leave the field
+    box = field(pg, "#rt-train-eval-folder")
+    wait_until(lambda: (box.fill(str(root)), box.press("Tab"), time.sleep(1.0), box.input_value() == str(root))[-1], 30, "the folder to be typed")
     pg.locator("#rt-train-evaluate").click()
     wait_until(lambda: "started the evaluation of folder" in pg.locator("#rt-train-eval-start-msg").inner_text(), 60, "the start")
     wait_until(lambda: pg.locator("#rt-train-eval-progress progress").count() == 1, 30, "the progress bar")
