@@ -243,8 +243,20 @@ def open_settings(pg) -> None:
 
 def set_number(pg, elem_id: str, value) -> None:
     box = pg.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
+    # A slider's range handle follows the component's state, not the typed text. On a busy machine the typed value
+    # sometimes never reached the state (Generate then ran the old 20 steps): type again until the handle follows.
+    for _ in range(5):
+        box.fill(str(value))
+        box.press("Enter")
+        box.press("Tab")
+        try:
+            pg.wait_for_function(
+                "([id, v]) => { const r = document.querySelector(`#${id} input[type=range]`); return !r || Number(r.value) === v; }",
+                arg=[elem_id, float(value)], timeout=3_000)
+            return
+        except sync_api.Error:
+            continue
+    raise AssertionError(f"{elem_id}: the typed value {value} never reached the slider")
 
 
 def test_generate_shows_a_playable_mp4(page):
