@@ -240,6 +240,23 @@ def test_workers_left_by_a_killed_launcher_are_ended(tab, tmp_path, standin):
     assert not job_processes(job.id)
 
 
+def test_a_stopped_job_whose_launcher_was_reaped_elsewhere_is_not_called_finished(tab, tmp_path, standin):
+    """psutil's wait reaps a signalled launcher that is our child; Popen then reports exit status 0. Seen in CI as
+    a stopped job shown as 'finished'. Reap it here on purpose: no 'done' in the log means it was cut short."""
+    from train.launch import LaunchOptions
+
+    standin("plain")
+    tab.jobs.stop_grace = 60.0  # the manager's own escalation stays out of the way
+    job = tab.jobs.start(tiny(tmp_path / "run"), LaunchOptions("cpu"))
+    wait_for(lambda: len(job_processes(job.id)) == 2)
+    tab.jobs.stop()
+    os.kill(job.pid, signal.SIGKILL)
+    os.waitpid(job.pid, 0)  # reaped behind Popen's back
+    done = tab.jobs.wait(30)
+    assert done.state == "killed" and "ended 1 process(es) the launcher left behind" in done.message
+    assert not job_processes(job.id)
+
+
 def test_a_restarted_studio_reattaches_and_refuses_a_second_job(tmp_path, standin):
     from train.launch import LaunchOptions
 

@@ -273,23 +273,29 @@ class JobManager:
             launcher = rc is None and (popen is not None or _launcher_alive(job))
             if launcher:
                 return job
-            self._end_leftovers(job)
-            self._finish(job, rc)
+            self._finish(job, rc, signalled=self._end_leftovers(job))
             return job
 
-    def _end_leftovers(self, job: Job) -> None:
-        """The launcher is gone but workers live on (it was killed): end them, and say so."""
-        if job_processes(job.id):
-            pids = end_processes(job.id, self.term_grace)
-            job.message = (job.message + " " if job.message else "") + f"ended {len(pids)} process(es) the launcher left behind."
+    def _end_leftovers(self, job: Job) -> bool:
+        """The launcher is gone but workers live on (it was killed): end them, and say so. True if any were."""
+        if not job_processes(job.id):
+            return False
+        pids = end_processes(job.id, self.term_grace)
+        job.message = (job.message + " " if job.message else "") + f"ended {len(pids)} process(es) the launcher left behind."
+        return bool(pids)
 
-    def _finish(self, job: Job, rc: int | None) -> None:
+    def _finish(self, job: Job, rc: int | None, signalled: bool = False) -> None:
         log = self.log(job.run_dir)
         last_event = log.last(lambda r: "event" in r and r["event"] in ("done", "stopped", "resumed"))
         job.returncode = rc
         job.ended = time.time()
         stopped = log.last(lambda r: r.get("event") == "stopped")
-        if rc == 0 or (rc is None and last_event is not None and last_event["event"] == "done"):
+        done = last_event is not None and last_event["event"] == "done"
+        if job.stop_requested and not done:
+            # rc alone cannot say: when psutil waits for the signalled launcher it reaps it, and Popen then
+            # reports 0 (ECHILD). A stopped trainer always logs "done" after "stopped", so no "done" = cut short.
+            job.state = "killed" if signalled or (rc is not None and rc < 0) else "stopped"
+        elif rc == 0 or (rc is None and done):
             job.state = "stopped" if (stopped is not None and job.stop_requested) else "finished"
         elif job.stop_requested:
             job.state = "killed" if rc is not None and rc < 0 else "stopped"
@@ -377,8 +383,7 @@ class JobManager:
             job = self._read()
             if job is None or job.id != job_id or not job.alive:
                 return
-            self._end_leftovers(job)
-            self._finish(job, rc)
+            self._finish(job, rc, signalled=self._end_leftovers(job))
 
     def stop(self) -> Job:
         """Ask the job to stop after its current step (STOP file; it saves a checkpoint). If it has not ended
@@ -412,7 +417,7 @@ class JobManager:
             pids = end_processes(job_id, self.term_grace)
             job.message = f"did not stop within {self.stop_grace:.0f} s of the STOP file; ended {len(pids)} process(es) with signals."
             popen = self._popen.get(job_id)
-            self._finish(job, popen.poll() if popen is not None else None)
+            self._finish(job, popen.poll() if popen is not None else None, signalled=bool(pids))
 
     def save_now(self) -> Job:
         job = self.running()
