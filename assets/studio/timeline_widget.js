@@ -44,6 +44,7 @@
   let gridMs = 250;
   let durMs = 4000;
   let nextId = 1;
+  let lastAdd = null; // the last block a double-click added: {group, start, t}
   let seq = 0;
   let problems = [];
   let indexOf = {}; // item id -> the index of its action in the document Python validated
@@ -310,13 +311,19 @@
       if (!doc || !doc.subjects.length) return callback(null);
       const s0 = Math.min(Math.max(0, snapMs(val(item.start))), durMs - gridMs);
       const e0 = Math.min(durMs, s0 + Math.max(gridMs, snapMs(1000)));
+      // One double-click, one block: on a busy machine hammer.js sometimes reports the same doubletap twice
+      // (seen in CI: a "new action" block left under the one being captioned).
+      const group = item.group == null ? doc.subjects[0].id : item.group;
+      const now = Date.now();
+      if (lastAdd && lastAdd.group === group && lastAdd.start === s0 && now - lastAdd.t < 1000) return callback(null);
+      lastAdd = { group: group, start: s0, t: now };
       item.id = nextId++;
       item.start = new Date(s0);
       item.end = new Date(e0);
       item.type = "range";
       item.reversed = false;
       item.content = "new action";
-      if (item.group == null) item.group = doc.subjects[0].id;
+      item.group = group;
       item.className = itemClass(Math.max(0, subjectIndex(item.group)), false);
       callback(item);
       setTimeout(() => {
