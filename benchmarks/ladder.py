@@ -61,7 +61,7 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=shift)
-    own, control, found, times, videos, truth_moves = [], [], [], [], [], []
+    own, control, ident_control, found, times, videos, truth_moves = [], [], [], [], [], [], []
     for i, clip in enumerate(clips):
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
         t0 = time.perf_counter()
@@ -77,6 +77,8 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         if other is not None:
             tl = other.timeline
             control.append(evaluate_clip(out.frames, tl, ref_imgs, actions=other.actions))
+            # identity's control: the same frames against the other scene's references
+            ident_control.append(evaluate_clip(out.frames, clip.timeline, [r[0] for r in other.references_intra]).identity_fidelity)
         found.append(_found_share(out.frames, clip))
         videos.append(out.frames)
     row = summarize(own)
@@ -95,6 +97,8 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     row["confusion"] = confusion
     row["control_action_accuracy"] = ctrl.get("action_accuracy")
     row["control_timing_error_frames"] = ctrl.get("timing_error_frames")
+    row["control_binding_accuracy"] = ctrl.get("binding_accuracy")
+    row["control_identity_fidelity"] = float(np.mean(ident_control)) if ident_control else None
     row["s_per_clip"] = statistics.median(times)
     if strip:
         save_strip(videos[:6], [c.frames for c in clips[:6]], strip)
@@ -164,6 +168,8 @@ def main() -> int:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {fmt(row['identity_fidelity'])} | {fmt(row['found'])} | {fmt(row['action_accuracy'])} | {fmt(row['control_action_accuracy'])} | "
           f"{fmt(row['timing_error_frames'], 2)} | {fmt(row['control_timing_error_frames'], 2)} | {fmt(row['binding_accuracy'])} | {fmt(row['s_per_clip'], 2)} |")
+    print(f"chance controls: identity {fmt(row['control_identity_fidelity'])} (the frames against another scene's references), "
+          f"binding {fmt(row['control_binding_accuracy'])} (against another scene's timeline)")
     if row.get("move_px") is not None:
         from train.sprite_eval import MOVE_FRAC
 
