@@ -240,6 +240,32 @@ def test_workers_left_by_a_killed_launcher_are_ended(tab, tmp_path, standin):
     assert not job_processes(job.id)
 
 
+def test_job_records_written_from_several_threads_at_once(tmp_path):
+    """The job's wait thread and a stop's escalation thread can write job.json together (CI saw a
+    FileNotFoundError when both used the same temporary name); every write lands whole."""
+    import threading
+
+    paths = [tmp_path / "job.json", tmp_path / "current.json"]
+    errors = []
+
+    def writer(k):
+        try:
+            for i in range(40):
+                jobs_module.write_record({"writer": k, "i": i, "pad": "x" * 2000}, paths)
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever a writer hit
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for path in paths:
+        assert json.loads(path.read_text())["i"] == 39
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_a_stopped_job_whose_launcher_was_reaped_elsewhere_is_not_called_finished(tab, tmp_path, standin):
     """psutil's wait reaps a signalled launcher that is our child; Popen then reports exit status 0. Seen in CI as
     a stopped job shown as 'finished'. Reap it here on purpose: no 'done' in the log means it was cut short."""

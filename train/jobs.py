@@ -113,7 +113,8 @@ def write_record(data: dict, paths: list[Path]) -> None:
     """Write a job record as JSON to each path, atomically (a reader never sees half a file)."""
     text = json.dumps(data, indent=2) + "\n"
     for path in paths:
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        # one temporary name per process and thread: two threads writing the same record must not share one
+        tmp = path.with_name(path.name + f".{os.getpid()}-{threading.get_ident()}.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
 
