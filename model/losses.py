@@ -41,14 +41,21 @@ def flow_matching_loss(pred: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor
     return (se * w).sum() / w.sum().clamp_min(1e-12)
 
 
-def foreground_loss_weight(token_masks: torch.Tensor, grid: tuple[int, int, int], patch: tuple[int, int, int], strength: float) -> torch.Tensor:
+def foreground_loss_weight(token_masks: torch.Tensor, grid: tuple[int, int, int], patch: tuple[int, int, int], strength: float,
+                           time_dilation: int = 0) -> torch.Tensor:
     """Per-latent weight 1 + strength * (share of the token covered by any subject).
 
     token_masks [B, S, N] (N = F' * Hp * Wp patch tokens) -> [B, 1, F'*pt, Hp*ph, Wp*pw]. Subjects cover a
     small share of a frame, so under a plain mean the background's (often unpredictable) texture
-    dominates the gradient; this keeps every latent in the loss and tilts it towards the subjects."""
+    dominates the gradient; this keeps every latent in the loss and tilts it towards the subjects.
+    `time_dilation` k > 0 takes each token's coverage as its maximum over latent frames t-k..t+k: the background a
+    sprite has just left (or is about to enter) weighs as much as the sprite, so a trail or a smear left behind a
+    moving sprite, which the scorer reads as growing, costs what a wrongly drawn sprite does."""
     B = token_masks.shape[0]
     cover = token_masks.float().amax(1).clamp(0, 1).view(B, 1, *grid)
+    if time_dilation > 0:
+        k = int(time_dilation)
+        cover = torch.nn.functional.max_pool3d(cover, kernel_size=(2 * k + 1, 1, 1), stride=1, padding=(k, 0, 0))
     for axis, rep in zip((2, 3, 4), patch):
         if rep > 1:
             cover = cover.repeat_interleave(rep, dim=axis)

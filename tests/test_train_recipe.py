@@ -22,6 +22,19 @@ def test_foreground_weight_follows_the_token_masks():
     assert (w == 1.0).sum() == 32 - 8  # every other latent keeps weight 1
 
 
+def test_foreground_weight_time_dilation_covers_where_a_sprite_was_and_will_be():
+    # 4 latent frames of 1 x 2 tokens, patch (1, 1, 1): a sprite in token 0 at frame 1 only
+    masks = torch.zeros(1, 1, 8)
+    masks[0, 0, 1 * 2 + 0] = 1.0
+    w0 = foreground_loss_weight(masks, (4, 1, 2), (1, 1, 1), strength=4.0)
+    w1 = foreground_loss_weight(masks, (4, 1, 2), (1, 1, 1), strength=4.0, time_dilation=1)
+    assert w0[0, 0, :, 0, 0].tolist() == [1.0, 5.0, 1.0, 1.0]
+    assert w1[0, 0, :, 0, 0].tolist() == [5.0, 5.0, 5.0, 1.0]  # the frames before and after too, not two away
+    assert (w1[0, 0, :, 0, 1] == 1.0).all()  # never another token
+    with pytest.raises(Exception, match="fg_time_dilation"):
+        load_config({**TINY, "optim": {**TINY.get("optim", {}), "fg_time_dilation": -1}})
+
+
 def test_weighted_flow_loss_tilts_towards_the_subjects():
     torch.manual_seed(0)
     x0, noise = torch.randn(1, 4, 2, 4, 4), torch.randn(1, 4, 2, 4, 4)

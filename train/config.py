@@ -96,6 +96,7 @@ class OptimConfig:
     grad_clip: float = 1.0
     mask_loss_weight: float = 0.5
     fg_loss_weight: float = 0.0  # flow loss weight per latent = 1 + this * subject-mask coverage (0 = Wan's plain MSE)
+    fg_time_dilation: int = 0  # coverage for that weight = its max over +-this many latent frames (0 = the frame's own)
     # The subject-mask head's loss: 'focal' (the paper: alpha 0.25, gamma 2) pulls probabilities far below the
     # coverage (p ~ 0.16 at 33% coverage), so a coverage threshold binds almost nothing; 'bce' makes the
     # probability track the token's coverage, so model.reactid.mask_threshold means what it says.
@@ -169,6 +170,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.mixed_precision", f"must be 'no', 'bf16' or 'fp16', got {o.mixed_precision!r}")
     if not (isinstance(o.fg_loss_weight, (int, float)) and o.fg_loss_weight >= 0):
         bad("optim.fg_loss_weight", f"must be a number >= 0, got {o.fg_loss_weight!r}")
+    if not (isinstance(o.fg_time_dilation, int) and not isinstance(o.fg_time_dilation, bool) and o.fg_time_dilation >= 0):
+        bad("optim.fg_time_dilation", f"must be a whole number of latent frames >= 0, got {o.fg_time_dilation!r}")
     if not (isinstance(o.timeline_lr_scale, (int, float)) and o.timeline_lr_scale > 0):
         bad("optim.timeline_lr_scale", f"must be a number > 0, got {o.timeline_lr_scale!r}")
     if o.mask_loss not in ("focal", "bce"):

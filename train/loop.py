@@ -312,7 +312,8 @@ class Trainer:
             weight = None
             if cfg.fg_loss_weight > 0:
                 grid = tuple(s // p for s, p in zip(lat.shape[2:], unwrapped.config.patch_size))
-                weight = foreground_loss_weight(masks, grid, tuple(unwrapped.config.patch_size), cfg.fg_loss_weight).to(dev)
+                weight = foreground_loss_weight(masks, grid, tuple(unwrapped.config.patch_size), cfg.fg_loss_weight,
+                                                cfg.fg_time_dilation).to(dev)
             fm = flow_matching_loss(out.sample, noise.to(dev), lat.to(dev), weight)
             valid = (ref_subj >= 0).to(dev).unsqueeze(-1)
             fl = torch.zeros((), device=dev)
