@@ -54,14 +54,14 @@ def _found_share(frames, clip) -> float:
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
           shift: float | None = None) -> dict:
     from model.pipeline import ReactIDPipeline
-    from train.sprite_eval import evaluate_clip, summarize
+    from train.sprite_eval import evaluate_clip, start_positions, summarize
 
     pipe = ReactIDPipeline.from_pretrained(directory)
     if shift is not None:  # the sampling schedule's shift (the export's scheduler says 3: more steps at high noise)
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=shift)
-    own, control, ident_control, found, times, videos, truth_moves = [], [], [], [], [], [], []
+    own, control, ident_control, found, times, videos, truth_moves, starts = [], [], [], [], [], [], [], []
     for i, clip in enumerate(clips):
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
         t0 = time.perf_counter()
@@ -70,6 +70,7 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         times.append(time.perf_counter() - t0)
         ref_imgs = [r[0] for r in clip.references_intra]
         own.append(evaluate_clip(out.frames, clip.timeline, ref_imgs, actions=clip.actions))
+        starts.append(start_positions(out.frames, clip.frames, ref_imgs))
         truth_moves.extend(r["moved_px"] for r in evaluate_clip(clip.frames, clip.timeline, ref_imgs, actions=clip.actions).actions
                            if r["moved_px"] is not None)
         # chance control: the same frames against another scene's timeline with the same subject count
@@ -100,6 +101,12 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     row["control_binding_accuracy"] = ctrl.get("binding_accuracy")
     row["control_identity_fidelity"] = float(np.mean(ident_control)) if ident_control else None
     row["s_per_clip"] = statistics.median(times)
+    own_px = [d for st in starts for d in st["own_px"]]
+    other_px = [d for st in starts for d in st["other_px"]]
+    orders = [st["order_ok"] for st in starts if st["order_ok"] is not None]
+    row["start_px"] = float(np.median(own_px)) if own_px else None
+    row["start_px_other"] = float(np.median(other_px)) if other_px else None
+    row["order_right"] = [sum(orders), len(orders)]
     if strip:
         save_strip(videos[:6], [c.frames for c in clips[:6]], strip)
     return row
@@ -170,6 +177,10 @@ def main() -> int:
           f"{fmt(row['timing_error_frames'], 2)} | {fmt(row['control_timing_error_frames'], 2)} | {fmt(row['binding_accuracy'])} | {fmt(row['s_per_clip'], 2)} |")
     print(f"chance controls: identity {fmt(row['control_identity_fidelity'])} (the frames against another scene's references), "
           f"binding {fmt(row['control_binding_accuracy'])} (against another scene's timeline)")
+    if row.get("start_px") is not None:
+        print(f"start positions (frames 4-12): median {fmt(row['start_px'], 1)} px from the subject's true place, "
+              f"{fmt(row['start_px_other'], 1)} px from another subject's (chance); left-to-right order right in "
+              f"{row['order_right'][0]} of {row['order_right'][1]} multi-subject scenes")
     if row.get("move_px") is not None:
         from train.sprite_eval import MOVE_FRAC
 

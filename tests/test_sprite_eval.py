@@ -16,6 +16,7 @@ from train.sprite_eval import (
     evaluate_clip,
     evaluate_sprite_clip,
     rgb_to_hsv,
+    start_positions,
     summarize,
     track_subject,
 )
@@ -216,3 +217,15 @@ def test_a_spin_shown_once_per_latent_frame_is_still_a_spin_and_flicker_is_not()
         flick = mask & (rng.random(mask.shape) < 0.06)
         still[f][flick] = (still[f][flick] * 0.5).astype(np.uint8)
     assert classify_span(track_subject(still, ref), 0, 64, 64, 64) == "stay"
+
+
+def test_start_positions_see_subjects_in_the_wrong_places(gt_clips):
+    c = next(c for c in gt_clips if len(c.timeline.subjects) >= 2)
+    refs = [r[0] for r in c.references_intra]
+    same = start_positions(c.frames, c.frames, refs)
+    assert same["order_ok"] is True and max(same["own_px"]) < 1e-6 and min(same["other_px"]) > 5
+    # the whole picture mirrored left to right: the order flips and each subject is far from its own place
+    mirrored = start_positions(c.frames[:, :, ::-1], c.frames, refs)
+    assert mirrored["order_ok"] is False and np.median(mirrored["own_px"]) > 5
+    one = next(c for c in gt_clips if len(c.timeline.subjects) == 1)
+    assert start_positions(one.frames, one.frames, [one.references_intra[0][0]])["order_ok"] is None

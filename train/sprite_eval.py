@@ -473,6 +473,31 @@ def evaluate_sprite_clip(clip, frames: np.ndarray | None = None, reference: str 
     return evaluate_clip(clip.frames if frames is None else frames, clip.timeline, [r[0] for r in refs], actions=clip.actions)
 
 
+def start_positions(frames: np.ndarray, truth: np.ndarray, references: list, span: tuple[int, int] = (4, 13)) -> dict:
+    """Where each subject is drawn early in the clip against where the truth has it: per subject the distance in
+    pixels between mean tracked centroids over frames [span), the same against every *other* subject's true
+    position (a chance control: a model that places subjects without knowing which is which scores alike), and
+    whether the subjects' left-to-right order matches (None with one subject or one not found). The first frames
+    are left out: the lone first latent frame is drawn apart from the rest."""
+    sl = slice(*span)
+
+    def centre(video, ref):
+        tr = track_subject(video, ref)
+        with np.errstate(all="ignore"):
+            xy = np.array([np.nanmean(tr.x[sl]), np.nanmean(tr.y[sl])]) if tr.found[sl].any() else np.array([np.nan, np.nan])
+        return xy
+
+    gen = [centre(frames, r) for r in references]
+    true = [centre(truth, r) for r in references]
+    own = [float(np.linalg.norm(g - t)) for g, t in zip(gen, true) if not (np.isnan(g).any() or np.isnan(t).any())]
+    other = [float(np.linalg.norm(g - t)) for k, g in enumerate(gen) for j, t in enumerate(true)
+             if j != k and not (np.isnan(g).any() or np.isnan(t).any())]
+    order_ok = None
+    if len(references) > 1 and not any(np.isnan(v).any() for v in gen + true):
+        order_ok = list(np.argsort([g[0] for g in gen], kind="stable")) == list(np.argsort([t[0] for t in true], kind="stable"))
+    return {"own_px": own, "other_px": other, "order_ok": order_ok}
+
+
 def summarize(scores: list[SpriteScore]) -> dict:
     """Benchmark totals: each metric pooled over its own items (actions, boundaries, bindings,
     subjects), so clips with more actions weigh more."""
@@ -492,5 +517,5 @@ def summarize(scores: list[SpriteScore]) -> dict:
 
 __all__ = [
     "ReferenceModel", "SpriteScore", "Track", "classify_features", "classify_span", "connected_components", "detect_boundary",
-    "evaluate_clip", "evaluate_sprite_clip", "motion_features", "summarize", "track_subject",
+    "evaluate_clip", "evaluate_sprite_clip", "motion_features", "start_positions", "summarize", "track_subject",
 ]
