@@ -1,5 +1,5 @@
 """The embedded default model: a small ReactID trained by this project on the sprite world (the learnability
-ladder's level 2h; its chain of commands is in docs/TRAINING.md). Same classes and pipeline as the Wan-scale
+ladder's level 2k; its chain of commands is in docs/TRAINING.md). Same classes and pipeline as the Wan-scale
 model; it runs on a laptop CPU in seconds."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def load_default_pipeline(device: str | torch.device = "cpu", directory: str | P
     directory = Path(directory) if directory else DEFAULT_MODEL_DIR
     if not (directory / "reactid_pipeline.json").is_file():
         raise FileNotFoundError(f"the embedded default model is missing at {directory}; restore it with "
-                                "`git checkout -- assets/default_model` or rebuild it (docs/TRAINING.md, the ladder's level 2h)")
+                                "`git checkout -- assets/default_model` or rebuild it (docs/TRAINING.md, the ladder's level 2k)")
     return ReactIDPipeline.from_pretrained(directory, device=device)
 
 
