@@ -61,7 +61,7 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=shift)
-    own, control, ident_control, found, times, videos, truth_moves, starts = [], [], [], [], [], [], [], []
+    own, control, ident_control, found, times, videos, truth_moves, starts, truth_scores = [], [], [], [], [], [], [], [], []
     for i, clip in enumerate(clips):
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
         t0 = time.perf_counter()
@@ -71,8 +71,8 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         ref_imgs = [r[0] for r in clip.references_intra]
         own.append(evaluate_clip(out.frames, clip.timeline, ref_imgs, actions=clip.actions))
         starts.append(start_positions(out.frames, clip.frames, ref_imgs))
-        truth_moves.extend(r["moved_px"] for r in evaluate_clip(clip.frames, clip.timeline, ref_imgs, actions=clip.actions).actions
-                           if r["moved_px"] is not None)
+        truth_scores.append(evaluate_clip(clip.frames, clip.timeline, ref_imgs, actions=clip.actions))
+        truth_moves.extend(r["moved_px"] for r in truth_scores[-1].actions if r["moved_px"] is not None)
         # chance control: the same frames against another scene's timeline with the same subject count
         other = next((c for c in clips[i + 1:] + clips[:i] if len(c.timeline.subjects) == len(clip.timeline.subjects)), None)
         if other is not None:
@@ -89,6 +89,7 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     moves = [r["moved_px"] for sc in own for r in sc.actions if r["moved_px"] is not None]
     row["move_px"] = float(np.median(moves)) if moves else None
     row["truth_move_px"] = float(np.median(truth_moves)) if truth_moves else None
+    row.update(area_change(own, truth_scores))
     confusion: dict[str, dict[str, int]] = {}
     for sc in own:
         for r in sc.actions:
@@ -110,6 +111,24 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     if strip:
         save_strip(videos[:6], [c.frames for c in clips[:6]], strip)
     return row
+
+
+def area_change(generated: list, truth: list) -> dict:
+    """How much the drawn size changes where the timeline keeps it (every action but grow and shrink), generated
+    against the truth's renders: the median |log area ratio| over such actions' spans, and the mean frame-to-frame
+    |log area change| (sprite_eval.area_wobble) over subjects. The truth's figures are the floor (the tracker's
+    own noise); the classifier reads grow/shrink from |log area ratio| >= sprite_eval.AREA_LOG."""
+    def span_change(scores):
+        vals = [abs(r["log_area"]) for sc in scores for r in sc.actions
+                if r["scored"] and r["commanded"] not in ("grow", "shrink") and r["log_area"] is not None]
+        return float(np.median(vals)) if vals else None
+
+    def wobble(scores):
+        vals = [w for sc in scores for w in sc.area_wobble_per_subject if w is not None]
+        return float(np.mean(vals)) if vals else None
+
+    return {"area_span_log": span_change(generated), "truth_area_span_log": span_change(truth),
+            "area_wobble": wobble(generated), "truth_area_wobble": wobble(truth)}
 
 
 def save_strip(generated: list[np.ndarray], truth: list[np.ndarray], path: str, every: int = 8) -> None:
@@ -186,6 +205,12 @@ def main() -> int:
 
         print(f"motion amplitude: translations move a median {row['move_px']:.1f} px the commanded way (truth {row['truth_move_px']:.1f} px; "
               f"a move counts from {MOVE_FRAC * clips[0].frames.shape[2]:.1f} px)")
+    if row.get("area_span_log") is not None:
+        from train.sprite_eval import AREA_LOG
+
+        print(f"drawn size where the timeline keeps it: median |log area ratio| over an action {fmt(row['area_span_log'])} "
+              f"(truth {fmt(row['truth_area_span_log'])}; grow/shrink from {AREA_LOG:g}), frame-to-frame |log area change| "
+              f"{fmt(row['area_wobble'])} (truth {fmt(row['truth_area_wobble'])})")
     if row.get("confusion"):
         print("commanded -> observed: " + "; ".join(
             f"{c} -> " + ", ".join(f"{o} {k}" for o, k in sorted(obs.items(), key=lambda x: -x[1])) for c, obs in sorted(row["confusion"].items())))

@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 from model.timeline import Action, Subject, Timeline
 from train.sprite_eval import (
     ReferenceModel,
+    area_wobble,
     connected_components,
     evaluate_clip,
     evaluate_sprite_clip,
@@ -229,3 +230,18 @@ def test_start_positions_see_subjects_in_the_wrong_places(gt_clips):
     assert mirrored["order_ok"] is False and np.median(mirrored["own_px"]) > 5
     one = next(c for c in gt_clips if len(c.timeline.subjects) == 1)
     assert start_positions(one.frames, one.frames, [one.references_intra[0][0]])["order_ok"] is None
+
+
+def test_area_wobble_sees_a_sprite_whose_size_flickers(gt_clips):
+    c = gt_clips[0]
+    ref = c.references_intra[0][0]
+    assert area_wobble(track_subject(c.frames, ref)) < 0.05  # rendered sprites change size smoothly if at all
+    flicker = c.frames.copy()
+    for f in range(1, len(flicker), 2):  # every other frame loses the lower half of subject 0
+        ys, xs = np.nonzero(c.masks[0, f])
+        low = ys >= np.median(ys)
+        flicker[f, ys[low], xs[low]] = 128
+    assert area_wobble(track_subject(flicker, ref)) > 0.3
+    score = evaluate_sprite_clip(c)
+    assert len(score.area_wobble_per_subject) == c.num_subjects
+    assert all(r["log_area"] is None or abs(r["log_area"]) < 0.2 for r in score.actions if r["commanded"] not in ("grow", "shrink"))

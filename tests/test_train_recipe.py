@@ -137,6 +137,31 @@ def test_sigma_shift_moves_training_noise_towards_where_a_shifted_sampler_spends
     assert abs(float(shifted.median()) - 0.75) < 0.01  # the median 0.5 maps to 3*0.5/(1+2*0.5)
 
 
+def test_a_list_of_sigma_shifts_mixes_them_per_sample_and_a_number_draws_nothing_extra():
+    from train.loop import per_sample_shift, shift_sigmas
+
+    g = torch.Generator().manual_seed(0)
+    before = g.get_state()
+    assert per_sample_shift(3, 8, g) == 3.0 and torch.equal(g.get_state(), before)  # old runs keep their noise
+    shifts = per_sample_shift([1.0, 3.0], 10_000, g)
+    assert set(shifts.unique().tolist()) == {1.0, 3.0} and abs(float((shifts == 3.0).float().mean()) - 0.5) < 0.03
+    s = torch.sigmoid(torch.randn(10_000, generator=g))
+    mixed = shift_sigmas(s, shifts)
+    assert torch.equal(mixed[shifts == 1.0], s[shifts == 1.0])
+    assert torch.allclose(mixed[shifts == 3.0], shift_sigmas(s[shifts == 3.0], 3.0))
+    # high noise (where the layout is set) gets several times a plain schedule's share
+    assert float((mixed > 0.9).float().mean()) > 3 * float((s > 0.9).float().mean())
+
+
+def test_sigma_shift_setting_is_checked():
+    from train.config import ConfigError, load_config
+
+    assert load_config("ladder_l2l").optim.sigma_shift == [1.0, 3.0]
+    for bad in ([], [1.0, 0.0], "3", [True]):
+        with pytest.raises(ConfigError, match="optim.sigma_shift"):
+            load_config("sprite", {"optim": {"sigma_shift": bad}})
+
+
 def test_bce_mask_loss_tracks_coverage_where_focal_does_not():
     """Issue 14, defect 2: the focal loss's optimum for a soft target of 33% coverage is p ~ 0.16; BCE's is 0.33."""
     from train.loop import mask_head_loss

@@ -104,7 +104,10 @@ class OptimConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     cond_dropout: float = 0.1  # drop prompt + timeline so classifier-free guidance works
-    sigma_shift: float = 1.0  # shift of the logit-normal training noise levels (train/loop.py shift_sigmas); match the sampler's
+    # Shift of the logit-normal training noise levels (train/loop.py shift_sigmas); match the sampler's. A list (e.g.
+    # [1, 3]) is a mixture: each sample of every batch draws one of the shifts, so the layout (learnt at high noise)
+    # and the drawing (mid noise) are trained together rather than in two phases.
+    sigma_shift: float | list = 1.0
     # Which subject masks set the binding labels in training (train/loop.py Trainer.binding_masks):
     # 'ground_truth' (the paper's reading) | 'predicted' (the model's own, as at inference) | 'none'
     binding_masks: str = "ground_truth"
@@ -180,8 +183,9 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.binding_masks", f"must be 'ground_truth', 'predicted' or 'none', got {o.binding_masks!r}")
     if not 0 <= o.binding_none_prob <= 1:
         bad("optim.binding_none_prob", f"must be in [0, 1], got {o.binding_none_prob!r}")
-    if not (isinstance(o.sigma_shift, (int, float)) and o.sigma_shift > 0):
-        bad("optim.sigma_shift", f"must be a number > 0, got {o.sigma_shift!r}")
+    shifts = o.sigma_shift if isinstance(o.sigma_shift, list) else [o.sigma_shift]
+    if not shifts or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in shifts):
+        bad("optim.sigma_shift", f"must be a number > 0 or a non-empty list of them, got {o.sigma_shift!r}")
     if not 0 <= o.cond_dropout < 1:
         bad("optim.cond_dropout", "must be in [0, 1)")
     ps = cfg.model.patch_size

@@ -292,8 +292,9 @@ class Trainer:
         g = torch.Generator().manual_seed(int(self.cfg.seed * 1_000_003 + self.step))
         noise = torch.randn((G, *lat.shape[1:]), generator=g)[share]
         # logit-normal sigmas (SD3/Wan practice) concentrate on mid noise levels, where structure is decided
-        sigma = shift_sigmas(torch.sigmoid(torch.randn(G, generator=g)), cfg.sigma_shift)[share]
+        sigma = torch.sigmoid(torch.randn(G, generator=g))
         drop = (torch.rand(G, generator=g) < cfg.cond_dropout)[share]
+        sigma = shift_sigmas(sigma, per_sample_shift(cfg.sigma_shift, G, g))[share]
         x_t = add_flow_noise(lat, noise, sigma)
         empty = self.empty_prompt
         prompts = torch.where(drop.view(B, 1, 1), empty.unsqueeze(0), prompts)
@@ -404,11 +405,22 @@ def mask_head_loss(logits, targets, kind: str, alpha: float, gamma: float, valid
     return (ce * w).sum() / w.sum().clamp_min(1.0)
 
 
-def shift_sigmas(sigma: torch.Tensor, shift: float) -> torch.Tensor:
+def shift_sigmas(sigma: torch.Tensor, shift: float | torch.Tensor) -> torch.Tensor:
     """The timestep shift of flow-matching schedulers (SD3, Wan): s -> shift*s / (1 + (shift-1)*s). Applied to the
     training noise levels it matches where a sampler with the same shift spends its steps: with shift 3 half the
-    steps lie above s = 0.75, where a plain logit-normal puts a fifth of its samples."""
-    return sigma if shift == 1.0 else shift * sigma / (1 + (shift - 1) * sigma)
+    steps lie above s = 0.75, where a plain logit-normal puts a fifth of its samples. `shift` may be one per sample."""
+    if not torch.is_tensor(shift) and shift == 1.0:
+        return sigma
+    return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+def per_sample_shift(setting: float | list, n: int, g: torch.Generator) -> float | torch.Tensor:
+    """optim.sigma_shift -> the shift of each of n samples: a number as it is; a list: each sample draws one of its
+    entries uniformly (no random draw for a number, so single-shift runs keep their noise streams)."""
+    if not isinstance(setting, list):
+        return float(setting)
+    choices = torch.tensor([float(v) for v in setting])
+    return choices[torch.randint(len(choices), (n,), generator=g)]
 
 
 def ref_text_dim(cache: dict) -> int:

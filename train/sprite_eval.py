@@ -362,6 +362,7 @@ class SpriteScore:
     actions: list[dict] = field(default_factory=list)
     boundaries: list[dict] = field(default_factory=list)
     identity_per_subject: list[float] = field(default_factory=list)
+    area_wobble_per_subject: list[float | None] = field(default_factory=list)  # area_wobble of each subject's track
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -397,6 +398,19 @@ def _moved_along(feat: dict | None, action: str | None) -> float | None:
     return float(feat["dx"] * ux + feat["dy"] * uy)
 
 
+def area_wobble(track: Track, skip: int = 1) -> float | None:
+    """Mean |log(area[f+1] / area[f])| over consecutive frames where the subject is found: how much its drawn size
+    flickers from frame to frame (a rendered sprite that only moves or jumps: ~0). Frames before `skip` are left
+    out (the lone first latent frame is drawn apart from the rest). None when no two such frames exist."""
+    a = track.area[skip:]
+    ok = track.found[skip:][1:] & track.found[skip:][:-1]
+    if not ok.any():
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.abs(np.diff(np.log(np.maximum(a, 1.0))))
+    return float(d[ok].mean())
+
+
 def evaluate_clip(frames: np.ndarray, timeline: Timeline, references: list, actions: list[list[str]] | None = None,
                   window: int = TIMING_WINDOW) -> SpriteScore:
     """Score one generated clip. `references`: per subject an image (uint8 [h, w, 3]), a list of
@@ -422,7 +436,8 @@ def evaluate_clip(frames: np.ndarray, timeline: Timeline, references: list, acti
             observed = classify_features(feat, H, W)
             rec = {"subject": subj.id, "index": seg["index"], "text": seg["text"], "commanded": seg["action"],
                    "observed": observed, "f0": seg["f0"], "f1": seg["f1"], "scored": seg["action"] is not None,
-                   "moved_px": _moved_along(feat, seg["action"])}
+                   "moved_px": _moved_along(feat, seg["action"]),
+                   "log_area": None if feat is None else feat["log_area"]}
             rec["correct"] = bool(rec["scored"] and observed == seg["action"])
             per_action.append(rec)
         for left, right in zip(sg, sg[1:]):
@@ -463,6 +478,7 @@ def evaluate_clip(frames: np.ndarray, timeline: Timeline, references: list, acti
         actions=per_action,
         boundaries=boundaries,
         identity_per_subject=ident,
+        area_wobble_per_subject=[area_wobble(t) for t in tracks],
     )
 
 
@@ -516,6 +532,6 @@ def summarize(scores: list[SpriteScore]) -> dict:
 
 
 __all__ = [
-    "ReferenceModel", "SpriteScore", "Track", "classify_features", "classify_span", "connected_components", "detect_boundary",
+    "ReferenceModel", "area_wobble", "SpriteScore", "Track", "classify_features", "classify_span", "connected_components", "detect_boundary",
     "evaluate_clip", "evaluate_sprite_clip", "motion_features", "start_positions", "summarize", "track_subject",
 ]
