@@ -54,7 +54,7 @@ def _found_share(frames, clip) -> float:
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
           shift: float | None = None) -> dict:
     from model.pipeline import ReactIDPipeline
-    from train.sprite_eval import evaluate_clip, start_positions, summarize
+    from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects
 
     pipe = ReactIDPipeline.from_pretrained(directory)
     if shift is not None:  # the sampling schedule's shift (the export's scheduler says 3: more steps at high noise)
@@ -69,9 +69,10 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
                    mask_feedback=mask_feedback)
         times.append(time.perf_counter() - t0)
         ref_imgs = [r[0] for r in clip.references_intra]
-        own.append(evaluate_clip(out.frames, clip.timeline, ref_imgs, actions=clip.actions))
-        starts.append(start_positions(out.frames, clip.frames, ref_imgs))
-        truth_scores.append(evaluate_clip(clip.frames, clip.timeline, ref_imgs, actions=clip.actions))
+        gen_tracks, true_tracks = track_subjects(out.frames, ref_imgs), track_subjects(clip.frames, ref_imgs)
+        own.append(evaluate_clip(out.frames, clip.timeline, ref_imgs, actions=clip.actions, tracks=gen_tracks))
+        starts.append(start_positions(gen_tracks, true_tracks))
+        truth_scores.append(evaluate_clip(clip.frames, clip.timeline, ref_imgs, actions=clip.actions, tracks=true_tracks))
         truth_moves.extend(r["moved_px"] for r in truth_scores[-1].actions if r["moved_px"] is not None)
         # chance control: the same frames against another scene's timeline with the same subject count
         other = next((c for c in clips[i + 1:] + clips[:i] if len(c.timeline.subjects) == len(clip.timeline.subjects)), None)

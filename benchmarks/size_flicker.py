@@ -26,7 +26,7 @@ TOKEN_PX = 16  # one video token covers 16 x 16 pixels (VAE x8, patch 2)
 
 def main() -> int:
     from model.pipeline import ReactIDPipeline
-    from train.sprite_eval import track_subject
+    from train.sprite_eval import area_steps, track_subjects
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("export")
@@ -43,15 +43,14 @@ def main() -> int:
         S = len(clip.timeline.subjects)
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
         out = pipe(clip.timeline, refs, num_inference_steps=20, guidance_scale=args.guidance, seed=i, progress=False)
-        truth = [track_subject(clip.frames, r[0]) for r in clip.references_intra]
-        gen = [track_subject(out.frames, r[0]) for r in clip.references_intra]
+        ref_imgs = [r[0] for r in clip.references_intra]
+        truth, gen = track_subjects(clip.frames, ref_imgs), track_subjects(out.frames, ref_imgs)
         for k in range(S):
             log_ratio = np.log(np.maximum(gen[k].area, 1) / np.maximum(truth[k].area, 1))
             both = gen[k].found & truth[k].found
             by_count.setdefault(S, []).append((np.nanmean(np.where(both, log_ratio, np.nan)),
                                                np.nanstd(np.where(both, log_ratio, np.nan))))
-            step = np.abs(np.diff(np.log(np.maximum(gen[k].area, 1))))[1:]  # frame 0 is the lone first latent
-            ok = (gen[k].found[1:] & gen[k].found[:-1])[1:]
+            step, ok = area_steps(gen[k])  # from frame 1: frame 0 is the lone first latent; step j ends at frame j+2
             if S > 1:
                 dist = np.min([np.hypot(truth[k].x - truth[j].x, truth[k].y - truth[j].y) for j in range(S) if j != k], 0)[2:]
                 ok &= ~np.isnan(dist)

@@ -20,6 +20,7 @@ from train.sprite_eval import (
     start_positions,
     summarize,
     track_subject,
+    track_subjects,
 )
 from train.sprites import Identity, clip_from_timeline, generate_clip, render_identity
 
@@ -230,6 +231,15 @@ def test_start_positions_see_subjects_in_the_wrong_places(gt_clips):
     assert mirrored["order_ok"] is False and np.median(mirrored["own_px"]) > 5
     one = next(c for c in gt_clips if len(c.timeline.subjects) == 1)
     assert start_positions(one.frames, one.frames, [one.references_intra[0][0]])["order_ok"] is None
+    # the tracks evaluate_clip made may stand in for the frames (ladder.py tracks each video once)
+    assert start_positions(track_subjects(c.frames[:, :, ::-1], refs), track_subjects(c.frames, refs)) == mirrored
+
+
+def test_evaluate_clip_with_tracks_already_made_scores_the_same(gt_clips):
+    c = gt_clips[1]
+    refs = [r[0] for r in c.references_intra]
+    made = evaluate_clip(c.frames, c.timeline, refs, actions=c.actions, tracks=track_subjects(c.frames, refs))
+    assert made.to_dict() == evaluate_clip(c.frames, c.timeline, refs, actions=c.actions).to_dict()
 
 
 def test_area_wobble_sees_a_sprite_whose_size_flickers(gt_clips):

@@ -240,6 +240,13 @@ def track_subject(frames: np.ndarray, reference, hsv=None) -> Track:
 # --------------------------------------------------------------------------------------------
 # Classifying a span
 # --------------------------------------------------------------------------------------------
+def track_subjects(frames: np.ndarray, references: list) -> list[Track]:
+    """track_subject for each reference, the video's HSV computed once."""
+    frames = np.asarray(frames)
+    hsv = _hsv_video(frames)
+    return [track_subject(frames, r, hsv) for r in references]
+
+
 def _nearest_found(track: Track, f0: int, f1: int, from_start: bool) -> int | None:
     rng = range(f0, f1 + 1) if from_start else range(f1, f0 - 1, -1)
     for f in rng:
@@ -398,21 +405,22 @@ def _moved_along(feat: dict | None, action: str | None) -> float | None:
     return float(feat["dx"] * ux + feat["dy"] * uy)
 
 
+def area_steps(track: Track, skip: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """|log(area[f+1] / area[f])| for f = skip .. F-2, and whether the subject is found in both frames. Frames
+    before `skip` are left out (the lone first latent frame is drawn apart from the rest)."""
+    steps = np.abs(np.diff(np.log(np.maximum(track.area[skip:], 1.0))))
+    return steps, track.found[skip:][1:] & track.found[skip:][:-1]
+
+
 def area_wobble(track: Track, skip: int = 1) -> float | None:
-    """Mean |log(area[f+1] / area[f])| over consecutive frames where the subject is found: how much its drawn size
-    flickers from frame to frame (a rendered sprite that only moves or jumps: ~0). Frames before `skip` are left
-    out (the lone first latent frame is drawn apart from the rest). None when no two such frames exist."""
-    a = track.area[skip:]
-    ok = track.found[skip:][1:] & track.found[skip:][:-1]
-    if not ok.any():
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.abs(np.diff(np.log(np.maximum(a, 1.0))))
-    return float(d[ok].mean())
+    """Mean area_steps where the subject is found: how much its drawn size flickers from frame to frame (a rendered
+    sprite that only moves or jumps: ~0). None when no two such frames exist."""
+    steps, ok = area_steps(track, skip)
+    return float(steps[ok].mean()) if ok.any() else None
 
 
 def evaluate_clip(frames: np.ndarray, timeline: Timeline, references: list, actions: list[list[str]] | None = None,
-                  window: int = TIMING_WINDOW) -> SpriteScore:
+                  window: int = TIMING_WINDOW, tracks: list[Track] | None = None) -> SpriteScore:
     """Score one generated clip. `references`: per subject an image (uint8 [h, w, 3]), a list of
     images (the first is used) or a sprites.Identity. `actions`: per subject canonical names that
     override reading the captions (captions that name no action are left out and listed)."""
@@ -423,8 +431,7 @@ def evaluate_clip(frames: np.ndarray, timeline: Timeline, references: list, acti
         raise ValueError(f"references: got {len(references)} for {len(timeline.subjects)} subjects")
     F, H, W, _ = frames.shape
     fps = timeline.fps
-    hsv = _hsv_video(frames)
-    tracks = [track_subject(frames, r, hsv) for r in references]
+    tracks = tracks if tracks is not None else track_subjects(frames, references)
     segs = [_commanded_segments(s, fps, F, actions[i] if actions else None) for i, s in enumerate(timeline.subjects)]
 
     per_action, boundaries = [], []
@@ -489,27 +496,31 @@ def evaluate_sprite_clip(clip, frames: np.ndarray | None = None, reference: str 
     return evaluate_clip(clip.frames if frames is None else frames, clip.timeline, [r[0] for r in refs], actions=clip.actions)
 
 
-def start_positions(frames: np.ndarray, truth: np.ndarray, references: list, span: tuple[int, int] = (4, 13)) -> dict:
+def start_positions(frames: np.ndarray | list[Track], truth: np.ndarray | list[Track], references: list | None = None,
+                    span: tuple[int, int] = (4, 13)) -> dict:
     """Where each subject is drawn early in the clip against where the truth has it: per subject the distance in
     pixels between mean tracked centroids over frames [span), the same against every *other* subject's true
     position (a chance control: a model that places subjects without knowing which is which scores alike), and
     whether the subjects' left-to-right order matches (None with one subject or one not found). The first frames
-    are left out: the lone first latent frame is drawn apart from the rest."""
+    are left out: the lone first latent frame is drawn apart from the rest. `frames` and `truth` may be the
+    subjects' tracks already made (evaluate_clip's), then `references` is not needed."""
     sl = slice(*span)
 
-    def centre(video, ref):
-        tr = track_subject(video, ref)
+    def centre(tr):
         with np.errstate(all="ignore"):
             xy = np.array([np.nanmean(tr.x[sl]), np.nanmean(tr.y[sl])]) if tr.found[sl].any() else np.array([np.nan, np.nan])
         return xy
 
-    gen = [centre(frames, r) for r in references]
-    true = [centre(truth, r) for r in references]
+    def tracks(video):
+        return video if isinstance(video, list) else track_subjects(video, references)
+
+    gen = [centre(t) for t in tracks(frames)]
+    true = [centre(t) for t in tracks(truth)]
     own = [float(np.linalg.norm(g - t)) for g, t in zip(gen, true) if not (np.isnan(g).any() or np.isnan(t).any())]
     other = [float(np.linalg.norm(g - t)) for k, g in enumerate(gen) for j, t in enumerate(true)
              if j != k and not (np.isnan(g).any() or np.isnan(t).any())]
     order_ok = None
-    if len(references) > 1 and not any(np.isnan(v).any() for v in gen + true):
+    if len(gen) > 1 and not any(np.isnan(v).any() for v in gen + true):
         order_ok = list(np.argsort([g[0] for g in gen], kind="stable")) == list(np.argsort([t[0] for t in true], kind="stable"))
     return {"own_px": own, "other_px": other, "order_ok": order_ok}
 
@@ -532,6 +543,7 @@ def summarize(scores: list[SpriteScore]) -> dict:
 
 
 __all__ = [
-    "ReferenceModel", "area_wobble", "SpriteScore", "Track", "classify_features", "classify_span", "connected_components", "detect_boundary",
+    "ReferenceModel", "area_steps", "area_wobble", "SpriteScore", "Track", "classify_features", "classify_span", "connected_components", "detect_boundary",
     "evaluate_clip", "evaluate_sprite_clip", "motion_features", "start_positions", "summarize", "track_subject",
+    "track_subjects",
 ]
