@@ -65,8 +65,12 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     for i, clip in enumerate(clips):
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
         t0 = time.perf_counter()
+        # oracle: the truth's token masks bind at every step (what the predicted masks cost, with the motion given
+        # away); oracle_start: the truth's first-frame masks in every frame (who stands where, no motion)
+        oracle = mask_feedback in ("oracle", "oracle_start")
         out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=i, progress=False,
-                   mask_feedback=mask_feedback)
+                   mask_feedback="previous" if oracle else mask_feedback,
+                   binding_masks=true_token_masks(pipe, clip, mask_feedback == "oracle_start") if oracle else None)
         times.append(time.perf_counter() - t0)
         ref_imgs = [r[0] for r in clip.references_intra]
         gen_tracks, true_tracks = track_subjects(out.frames, ref_imgs), track_subjects(clip.frames, ref_imgs)
@@ -112,6 +116,22 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     if strip:
         save_strip(videos[:6], [c.frames for c in clips[:6]], strip)
     return row
+
+
+def true_token_masks(pipe, clip, start_only: bool = False) -> torch.Tensor:
+    """[S, N]: each subject's share of each video token in the clip's own render (as training's cache makes them);
+    start_only: the first frame's masks in every frame."""
+    from model.timeline import num_latent_frames
+    from train.prepare import token_masks
+
+    p = pipe.transformer.config.patch_size
+    H, W = clip.frames.shape[1:3]
+    s = pipe.vae_scale_spatial
+    n_lat = num_latent_frames(clip.frames.shape[0])
+    if p[0] != 1:
+        raise ValueError("oracle binding masks are made per latent frame: a temporal patch of 1 (every ladder preset)")
+    masks = np.repeat(clip.masks[:, :1], clip.masks.shape[1], 1) if start_only else clip.masks
+    return token_masks(masks, n_lat, (H // s // p[1], W // s // p[2]))  # [S, F' * H' * W']
 
 
 def area_change(generated: list, truth: list) -> dict:
@@ -166,8 +186,10 @@ def main() -> int:
     ap.add_argument("--strip", help="write a frame strip PNG (truth above generated) of the first scenes")
     ap.add_argument("--sensitivity", action="store_true", help="also the held-out loss ratio with another scene's timeline")
     ap.add_argument("--no-ceiling", action="store_true")
-    ap.add_argument("--mask-feedback", default="previous", choices=["previous", "fresh", "none"],
-                    help="binding masks at each step: the previous step's (default), a fresh no-binding pass, or none")
+    ap.add_argument("--mask-feedback", default="previous", choices=["previous", "fresh", "none", "oracle", "oracle_start"],
+                    help="binding masks at each step: the previous step's (default), a fresh no-binding pass, none, or "
+                         "oracle (the truth's masks: how much the predicted masks cost, motion given away) or "
+                         "oracle_start (the truth's first-frame masks in every frame: who stands where, no motion)")
     ap.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
                     help="override a world key of the level (YAML value), e.g. duration=4.0 to see whether a level "
                          "trained on 2 s clips carries over to 4 s")

@@ -247,10 +247,13 @@ class ReactIDPipeline(DiffusionPipeline):
                  height: int | None = None, width: int | None = None, callback_on_step_end: Callable | None = None,
                  cancel_event: threading.Event | None = None, progress: bool = True, segment_seconds: float | None = None,
                  overlap_latent_frames: int = 2, reroll_segment: int | None = None, previous: ReactIDPipelineOutput | None = None,
-                 mask_feedback: bool | str = True) -> ReactIDPipelineOutput:
+                 mask_feedback: bool | str = True, binding_masks: torch.Tensor | None = None) -> ReactIDPipelineOutput:
         """mask_feedback sets the subject masks behind the binding labels at each denoising step: True or
         'previous' (the previous step's predicted masks, one forward per step), 'fresh' (a no-binding forward on the
-        current latents first, as training's predicted binding does; one more forward per step) or False / 'none'."""
+        current latents first, as training's predicted binding does; one more forward per step) or False / 'none'.
+        binding_masks [S, N] (each subject's share of each video token, in the transformer's token order) replaces
+        them at every step: masks known beforehand, e.g. drawn by a person or, in benchmarks, the truth's, to
+        measure how much the predicted masks cost. One window only (no segment_seconds)."""
         if mask_feedback not in (True, False, "previous", "fresh", "none"):
             raise ValueError(f"mask_feedback must be True, False, 'previous', 'fresh' or 'none', got {mask_feedback!r}")
         height = self.default_height if height is None else int(height)
@@ -262,6 +265,8 @@ class ReactIDPipeline(DiffusionPipeline):
             self._segmenting = False
         if reroll_segment is not None and previous is None:
             raise ValueError("reroll_segment needs previous= (the output whose segment is re-rolled)")
+        if binding_masks is not None:
+            binding_masks = self._check_binding_masks(binding_masks, timeline, height, width, segment_seconds)
         images = self.prepare_references(timeline, references)
         if seed is None:
             seed = int(generator.initial_seed()) if generator is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
@@ -313,7 +318,7 @@ class ReactIDPipeline(DiffusionPipeline):
                     ctx_latents = self.encode_video(prev_video[:, :, -n_ctx_frames:])
                 frames_t, masks_t = self._denoise(
                     sub, ref_feats, prompt_emb, neg_emb, height, width, num_inference_steps, guidance_scale, seeds[wi],
-                    ctx_latents, callback_on_step_end, cancel_event, bar, wi * num_inference_steps, mask_feedback)
+                    ctx_latents, callback_on_step_end, cancel_event, bar, wi * num_inference_steps, mask_feedback, binding_masks)
                 video = frames_t  # [1, 3, F, H, W] in [-1, 1]
                 start = n_ctx_frames if wi > 0 else 0
                 prev_video = video if prev_video is None else torch.cat([prev_video, video[:, :, start:]], 2)
@@ -334,7 +339,7 @@ class ReactIDPipeline(DiffusionPipeline):
         return torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
 
     def _denoise(self, timeline: Timeline, ref_feats, prompt_emb, neg_emb, height, width, steps, guidance, seed, ctx_latents,
-                 callback, cancel_event, bar, step_offset, mask_feedback):
+                 callback, cancel_event, bar, step_offset, mask_feedback, binding_masks=None):
         device, dtype = self.device, self.transformer.dtype
         n_lat = num_latent_frames(timeline.num_frames)
         h, w = height // self.vae_scale_spatial, width // self.vae_scale_spatial
@@ -362,11 +367,14 @@ class ReactIDPipeline(DiffusionPipeline):
                 sigma = self.scheduler.sigmas[i].to(dtype)
                 latents[:, :, :n_ctx] = (1 - sigma) * ctx_latents + sigma * noise_ctx
             tt = t.expand(1).to(device)
-            if mask_feedback == "fresh":
+            if mask_feedback == "fresh" and binding_masks is None:
                 logits = self.transformer(latents, tt, prompt_emb, reference_features=ref_feats, timeline=tl_cond).mask_logits
                 masks = None if logits is None else torch.sigmoid(logits.float())
-            out = self.transformer(latents, tt, prompt_emb, reference_features=ref_feats, timeline=tl_cond,
-                                   subject_masks=masks if mask_feedback not in (False, "none") else None)
+            if binding_masks is not None:
+                bind = binding_masks
+            else:
+                bind = masks if mask_feedback not in (False, "none") else None
+            out = self.transformer(latents, tt, prompt_emb, reference_features=ref_feats, timeline=tl_cond, subject_masks=bind)
             pred = out.sample
             if neg_emb is not None and guidance > 1.0:
                 # the negative branch is what caption dropout trained: empty prompt, timeline captions dropped (the
@@ -391,6 +399,20 @@ class ReactIDPipeline(DiffusionPipeline):
         else:
             mask_video = self._masks_to_video(masks, grid, F_, height, width)
         return video, mask_video
+
+    def _check_binding_masks(self, masks, timeline: Timeline, height: int, width: int, segment_seconds) -> torch.Tensor:
+        if segment_seconds is not None:
+            raise ValueError("binding_masks cover one window: generate without segment_seconds")
+        p = self.transformer.config.patch_size
+        n_lat = num_latent_frames(timeline.num_frames)
+        n = (n_lat // p[0]) * (height // self.vae_scale_spatial // p[1]) * (width // self.vae_scale_spatial // p[2])
+        m = torch.as_tensor(masks, dtype=torch.float32)
+        S = len(timeline.subjects)
+        if m.ndim != 2 or m.shape != (S, n):
+            raise ValueError(f"binding_masks must be [subjects, tokens] = [{S}, {n}] for this timeline and size, got {list(m.shape)}")
+        if not bool(torch.isfinite(m).all()) or float(m.min()) < 0 or float(m.max()) > 1:
+            raise ValueError("binding_masks must hold each subject's share of a token, in [0, 1]")
+        return m.unsqueeze(0).to(self.device)
 
     @staticmethod
     def _masks_to_video(token_probs: torch.Tensor, grid, n_frames: int, height: int, width: int) -> np.ndarray:

@@ -34,6 +34,38 @@ def test_same_seed_same_video_other_seed_other_video(tiny_pipe, two_subject_refs
     assert not np.array_equal(a.frames, c.frames)
 
 
+def test_given_binding_masks_bind_every_step_and_bad_ones_are_refused(tiny_pipe, two_subject_refs):
+    """binding_masks [S, N] (masks known beforehand; benchmarks/ladder.py --mask-feedback oracle gives the truth's)
+    go to every denoising forward, the first step included, instead of the predicted ones."""
+    tl = example_timeline()
+    p = tiny_pipe.transformer.config.patch_size
+    n_lat = (tl.num_frames - 1) // 4 + 1
+    n = (n_lat // p[0]) * (64 // tiny_pipe.vae_scale_spatial // p[1]) * (64 // tiny_pipe.vae_scale_spatial // p[2])
+    given = torch.zeros(2, n)
+    given[0, : n // 2] = 1.0  # subject 0 on the first half of the tokens, subject 1 on the rest
+    given[1, n // 2 :] = 1.0
+    seen = []
+    orig = tiny_pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("subject_masks"))
+        return orig(*args, **kwargs)
+
+    tiny_pipe.transformer.forward = spy
+    try:
+        out = tiny_pipe(tl, two_subject_refs, seed=0, num_inference_steps=3, guidance_scale=1.0, progress=False, binding_masks=given)
+    finally:
+        del tiny_pipe.transformer.forward
+    assert len(seen) == 3 and all(m is not None and torch.equal(m[0], given) for m in seen)
+    assert out.frames.shape[0] == tl.num_frames
+    with pytest.raises(ValueError, match=rf"binding_masks must be \[subjects, tokens\] = \[2, {n}\]"):
+        tiny_pipe(tl, two_subject_refs, seed=0, progress=False, num_inference_steps=1, binding_masks=torch.zeros(3, n))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        tiny_pipe(tl, two_subject_refs, seed=0, progress=False, num_inference_steps=1, binding_masks=given * 2)
+    with pytest.raises(ValueError, match="one window"):
+        tiny_pipe(tl, two_subject_refs, seed=0, progress=False, num_inference_steps=1, binding_masks=given, segment_seconds=2.0)
+
+
 def test_reference_branch_runs_once_per_generation(tiny_pipe, two_subject_refs):
     calls = []
     hook = tiny_pipe.transformer.ref_blocks[0].register_forward_hook(lambda *a: calls.append(1))
