@@ -89,6 +89,59 @@ def test_warm_start_refuses_weights_of_another_shape(tmp_path):
         warm_start(wider, tmp_path)
 
 
+def test_growing_a_model_deeper_keeps_its_function_and_the_new_blocks_learn(tmp_path):
+    """model.init_block_map: a 2-block model grown to 4 blocks ([0, None, None, 1]) computes exactly what it did,
+    with references, timeline and binding masks, because the new blocks add nothing at first; the new blocks get
+    gradients (their zeroed outputs are not stuck)."""
+    from model.conditioning import build_timeline_conditioning
+    from model.timeline import example_timeline
+
+    one_mask_head = {"mask_blocks": 1}  # on the last block, which the map keeps last
+    src = build_transformer(_tiny_cfg(tmp_path, reactid=one_mask_head), in_channels=4, text_dim=16).eval()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # the zero-initialised outputs too: every path counts
+    src.save_pretrained(tmp_path / "pipe" / "transformer")
+    grown = build_transformer(_tiny_cfg(tmp_path, layers=4, reactid=one_mask_head, init_from=str(tmp_path / "pipe"),
+                                        init_block_map=[0, None, None, 1]), in_channels=4, text_dim=16).eval()
+    assert len(grown.blocks) == 4
+    assert torch.equal(grown.blocks[3].attn1.to_q.weight, src.blocks[1].attn1.to_q.weight)
+    assert torch.equal(grown.blocks[3].mask_head.net[0].weight, src.blocks[1].mask_head.net[0].weight)
+    assert torch.equal(grown.blocks[2].attn1.to_q.weight, src.blocks[0].attn1.to_q.weight)  # a copy of the block before
+    with torch.no_grad():
+        assert float(grown.blocks[1].ffn.net[-1].weight.abs().sum()) == 0.0 and float(grown.blocks[2].timeline_out.weight.abs().sum()) == 0.0
+
+    torch.manual_seed(0)
+    x, t, ctx = torch.randn(1, 4, 2, 4, 4), torch.tensor([700.0]), torch.randn(1, 5, 16)
+    refs = (torch.randn(1, 2, 4, 4, 4), torch.tensor([[0, 1]]), torch.randn(1, 2, 4, 16))
+    g = torch.Generator().manual_seed(0)
+    tl = build_timeline_conditioning([example_timeline()], lambda caps: (torch.randn(len(caps), 4, 16, generator=g), torch.ones(len(caps), 4, dtype=torch.bool)))
+    masks = torch.rand(1, 2, 8)  # 2 x 2 x 2 tokens (patch 1 x 2 x 2)
+    with torch.no_grad():
+        a = src(x, t, ctx, references=refs, timeline=tl, subject_masks=masks)
+        b = grown(x, t, ctx, references=refs, timeline=tl, subject_masks=masks)
+    assert torch.equal(a.sample, b.sample)
+    assert torch.allclose(a.mask_logits, b.mask_logits)
+    grown.train()
+    grown(x, t, ctx, references=refs, timeline=tl, subject_masks=masks).sample.square().mean().backward()
+    assert float(grown.blocks[1].ffn.net[-1].weight.grad.abs().sum()) > 0
+    assert float(grown.blocks[2].attn1.to_out[0].weight.grad.abs().sum()) > 0
+
+
+def test_init_block_map_is_checked(tmp_path):
+    src = build_transformer(_tiny_cfg(tmp_path), in_channels=4, text_dim=16)
+    src.save_pretrained(tmp_path / "pipe" / "transformer")
+    pipe = str(tmp_path / "pipe")
+    for bad, why in (([0, None, 1], "one entry per block"), ([None, 0, 1, None], "first block must load"),
+                     ([0, -1, 1, None], "block indices"), ([0, True, 1, None], "block indices")):
+        with pytest.raises(Exception, match=why):
+            _tiny_cfg(tmp_path, layers=4, init_from=pipe, init_block_map=bad)
+    with pytest.raises(Exception, match="init_from, which is not set"):
+        _tiny_cfg(tmp_path, layers=2, init_block_map=[0, 1])
+    with pytest.raises(ValueError, match="names block 5"):
+        build_transformer(_tiny_cfg(tmp_path, layers=4, init_from=pipe, init_block_map=[0, 5, 1, None]), in_channels=4, text_dim=16)
+
+
 def test_binding_masks_never_hand_the_model_the_ground_truth_unless_asked():
     """optim.binding_masks: 'predicted' binds with the masks the model predicts itself from the same noisy input
     without binding (what inference has at the next step), 'none' with nothing, 'ground_truth' with the clip's."""

@@ -64,6 +64,10 @@ class TextConfig:
 class ModelConfig:
     base: str | None = None  # a Wan2.1 diffusers directory / hub id to start from; None -> build from the sizes below
     init_from: str | None = None  # warm start: a pipeline directory (or its transformer/ folder) whose weights seed the model
+    # Growing a warm-started model deeper: for each block of this model, the init_from block it loads, or null for a
+    # new block that starts as the identity (the previous loaded block's weights with its residual outputs zeroed), so
+    # the grown model computes exactly what the smaller one did at step 0. null (the option) = block i loads block i.
+    init_block_map: list | None = None
     heads: int = 4
     head_dim: int = 32
     layers: int = 6
@@ -243,6 +247,16 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("model.init_from", f"directory not found: {cfg.model.init_from}")
     if cfg.model.init_from is not None and cfg.model.base is not None:
         bad("model.init_from", "give either model.base (a Wan directory) or model.init_from (a ReactID pipeline), not both")
+    bm = cfg.model.init_block_map
+    if bm is not None:
+        if cfg.model.init_from is None:
+            bad("model.init_block_map", "maps the blocks of model.init_from, which is not set")
+        if not isinstance(bm, list) or len(bm) != cfg.model.layers:
+            bad("model.init_block_map", f"must list one entry per block (model.layers = {cfg.model.layers}), got {bm!r}")
+        if any(b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 0) for b in bm):
+            bad("model.init_block_map", f"entries are block indices (>= 0) or null, got {bm!r}")
+        if bm[0] is None:
+            bad("model.init_block_map", "the first block must load one (a new block copies the loaded block before it)")
     from model.transformer import REACTID_CONFIG_KEYS
 
     unknown = sorted(set(cfg.model.reactid) - set(REACTID_CONFIG_KEYS))

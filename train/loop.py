@@ -14,6 +14,7 @@ import inspect
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,15 +76,17 @@ def build_transformer(cfg: TrainConfig, in_channels: int, text_dim: int, log_pat
         rope_max_seq_len=256, **reactid,
     )
     if cfg.model.init_from:
-        log_line(log_path, warm_start(model, cfg.model.init_from))
+        log_line(log_path, warm_start(model, cfg.model.init_from, cfg.model.init_block_map))
     return model
 
 
-def warm_start(model: ReactIDTransformer, directory: str | Path) -> dict:
+def warm_start(model: ReactIDTransformer, directory: str | Path, block_map: list | None = None) -> dict:
     """Seed `model` with the transformer weights of a pipeline directory (or a transformer folder).
 
     Parameters the other model lacks (an ablation that drops a module, or adds one) keep their own
-    initialisation and are reported; a parameter present in both with another shape is refused."""
+    initialisation and are reported; a parameter present in both with another shape is refused.
+    block_map (model.init_block_map) grows a model deeper: block i loads the other's block block_map[i]; a None
+    entry is a new block that starts as the identity (grow_block_map)."""
     from safetensors.torch import load_file
 
     d = Path(directory)
@@ -94,6 +97,9 @@ def warm_start(model: ReactIDTransformer, directory: str | Path) -> dict:
     state = {}
     for f in files:
         state.update(load_file(str(f)))
+    new_blocks = []
+    if block_map is not None:
+        state, new_blocks = grow_block_map(state, block_map)
     own = model.state_dict()
     bad = [f"{k}: {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items() if k in own and v.shape != own[k].shape]
     if bad:
@@ -105,9 +111,43 @@ def warm_start(model: ReactIDTransformer, directory: str | Path) -> dict:
                 block.timeline_to_k.load_state_dict(block.attn2.to_k.state_dict())
                 block.timeline_to_v.load_state_dict(block.attn2.to_v.state_dict())
                 block.timeline_norm_k.load_state_dict(block.attn2.norm_k.state_dict())
+        for i in new_blocks:  # every path back into the residual stream starts at zero: the block adds nothing yet
+            blk = model.blocks[i]
+            for lin in (blk.attn1.to_out[0], blk.attn2.to_out[0], blk.ffn.net[-1], getattr(blk, "ref_out", None), getattr(blk, "timeline_out", None)):
+                if lin is not None:
+                    torch.nn.init.zeros_(lin.weight)
+                    torch.nn.init.zeros_(lin.bias)
     report = {"event": "warm_start", "from": str(d), "loaded": len(state) - len(set(state) - set(own)),
               "kept_own_init": sorted(result.missing_keys), "ignored": sorted(set(state) - set(own))}
+    if block_map is not None:
+        report["block_map"] = list(block_map)
     return report
+
+
+def grow_block_map(state: dict, block_map: list) -> tuple[dict, list[int]]:
+    """Rename the loaded weights' `blocks.<j>.` to the blocks that load them. A None entry copies the nearest
+    loaded block before it (its attention and FFN see features like the ones they were trained on) and is
+    listed, so warm_start zeroes its residual outputs. Returns (state, new block indices)."""
+    prefix = re.compile(r"^blocks\.(\d+)\.")
+    per_block: dict[int, dict[str, torch.Tensor]] = {}
+    rest = {}
+    for k, v in state.items():
+        m = prefix.match(k)
+        if m:
+            per_block.setdefault(int(m.group(1)), {})[k[m.end():]] = v
+        else:
+            rest[k] = v
+    missing = sorted({j for j in block_map if j is not None} - set(per_block))
+    if missing:
+        raise ValueError(f"model.init_block_map names block {missing[0]}, which the loaded model (blocks 0-{max(per_block)}) lacks")
+    out, new, last = dict(rest), [], None
+    for i, j in enumerate(block_map):
+        if j is None:
+            new.append(i)
+            j = last
+        last = j
+        out.update({f"blocks.{i}.{name}": v.clone() for name, v in per_block[j].items()})
+    return out, new
 
 
 @torch.no_grad()
