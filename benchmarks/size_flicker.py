@@ -1,6 +1,6 @@
 """Where a model's drawn sprite size flickers (issue 14): the frame-to-frame |log area change| of each tracked
-subject, split by how close the truth's nearest other subject is (closer than one token, 16 px, or not), and the
-generated area against the truth's per frame. A rendered sprite that only moves keeps its area (truth: ~0.004).
+subject, split by how close the truth's nearest other subject is (centres closer than --near-px, 16 px by default:
+two sprites of the level-2 worlds, 9 px wide, nearly touch), and the generated area against the truth's per frame. A rendered sprite that only moves keeps its area (truth: ~0.004).
 
     python benchmarks/size_flicker.py assets/default_model --n 24
 """
@@ -21,7 +21,6 @@ import torch  # noqa: E402
 
 from ladder import held_out, level_world  # noqa: E402
 
-TOKEN_PX = 16  # one video token covers 16 x 16 pixels (VAE x8, patch 2)
 
 
 def main() -> int:
@@ -34,6 +33,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--near-px", type=float, default=16.0, help="centre distance under which another subject counts as near")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # a subject never found: nan, left out
@@ -55,8 +55,10 @@ def main() -> int:
                 dist = np.min([np.hypot(truth[k].x - truth[j].x, truth[k].y - truth[j].y) for j in range(S) if j != k], 0)[2:]
                 ok &= ~np.isnan(dist)
                 for s, d in zip(step[ok], dist[ok]):
-                    (near if d < TOKEN_PX else far).append(s)
-    print(f"{args.export}: level {args.level}, {args.n} held-out scenes, 20 steps, CFG {args.guidance:g}")
+                    (near if d < args.near_px else far).append(s)
+    token_px = pipe.vae_scale_spatial * pipe.transformer.config.patch_size[1]
+    print(f"{args.export}: level {args.level}, {args.n} held-out scenes, 20 steps, CFG {args.guidance:g}; one video token covers "
+          f"{token_px} x {token_px} px")
     print("| subjects | tracks | mean log(generated / true area) | its spread within a track |")
     print("|---:|---:|---:|---:|")
     for S in sorted(by_count):
@@ -64,7 +66,7 @@ def main() -> int:
         print(f"| {S} | {len(m)} | {np.nanmean(m[:, 0]):+.3f} | {np.nanmean(m[:, 1]):.3f} |")
     if near and far:
         print(f"frame-to-frame |log area change| in multi-subject scenes: {np.mean(near):.3f} over {len(near)} frames where the "
-              f"truth's nearest other subject is closer than {TOKEN_PX} px, {np.mean(far):.3f} over {len(far)} frames where it is not")
+              f"truth's nearest other subject is closer than {args.near_px:g} px, {np.mean(far):.3f} over {len(far)} frames where it is not")
     return 0
 
 
