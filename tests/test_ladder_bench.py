@@ -1,0 +1,48 @@
+"""benchmarks/ladder.py's oracle binding masks: the truth's per-token subject shares, made as training's cache makes
+them, and the start-only variant that holds the first frame's layout in every frame."""
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ladder import true_token_masks  # noqa: E402
+
+from model.timeline import num_latent_frames  # noqa: E402
+from train.prepare import token_masks  # noqa: E402
+from train.sprites import WorldConfig, generate_clip  # noqa: E402
+
+
+def _clip():
+    world = WorldConfig.from_kwargs(duration=2.0, fps=8, min_subjects=2, max_subjects=2, min_actions=1, max_actions=1,
+                                    actions=["move_right"], placement="canonical", textures=["solid"], background_styles=["flat"])
+    return generate_clip(5, world)
+
+
+def test_oracle_masks_are_the_truths_token_shares_in_the_transformers_order():
+    clip = _clip()
+    pipe = SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace(patch_size=(1, 1, 1))), vae_scale_spatial=8)
+    n_lat = num_latent_frames(clip.frames.shape[0])
+    m = true_token_masks(pipe, clip)
+    assert m.shape == (2, n_lat * 8 * 8)
+    assert torch.equal(m, token_masks(clip.masks, n_lat, (8, 8)))
+    assert 0.0 <= float(m.min()) and float(m.max()) <= 1.0 and bool((m.sum(1) > 1.0).all())
+    # subject 0 moves right: its mask's centre of mass moves right from the first to the last latent frame
+    grid = m[0].reshape(n_lat, 8, 8)
+    cols = torch.arange(8.0)
+    centre = [(grid[f].sum(0) * cols).sum() / grid[f].sum() for f in (0, n_lat - 1)]
+    assert centre[1] > centre[0] + 0.5
+
+
+def test_start_only_oracle_holds_the_first_frame_everywhere():
+    clip = _clip()
+    pipe = SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace(patch_size=(1, 2, 2))), vae_scale_spatial=8)
+    n_lat = num_latent_frames(clip.frames.shape[0])
+    m = true_token_masks(pipe, clip, start_only=True).reshape(2, n_lat, 4, 4)
+    assert all(torch.equal(m[:, f], m[:, 0]) for f in range(n_lat))
+    first = token_masks(clip.masks[:, :1], 1, (4, 4))
+    assert torch.equal(m[:, 0].reshape(2, -1), first)
