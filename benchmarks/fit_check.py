@@ -16,10 +16,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
-HELD_OUT_SEED = 900_000  # benchmarks/ladder.py's held-out scenes; training clips are data.seed + i
+from ladder import held_out  # noqa: E402  (the ladder's held-out scenes; training clips are data.seed + i)
 
 
 def main() -> int:
@@ -41,11 +42,12 @@ def main() -> int:
     if data.get("source", "sprites") != "sprites":
         ap.error(f"{args.preset} trains on a dataset directory, not the sprite world")
     n_train = min(args.n, int(data.get("num_clips", args.n)))
-    world = WorldConfig.from_kwargs(**dict(data.get("world", {})))
+    world_keys = dict(data.get("world", {}))
+    world = WorldConfig.from_kwargs(**world_keys)
     seed = int(data.get("seed", DataConfig.seed))
     pipe = ReactIDPipeline.from_pretrained(args.export)
     sets = {"trained on": [generate_clip(seed + i, world) for i in range(n_train)],
-            "held out": [generate_clip(HELD_OUT_SEED + i, world) for i in range(args.n)]}
+            "held out": held_out(args.n, world_keys)}
     sigmas = [float(s) for s in args.sigmas.split(",")]
     t0 = time.perf_counter()
     rows = {name: [held_out_loss(pipe, clips, sigmas=(s,)) for s in sigmas] for name, clips in sets.items()}

@@ -139,7 +139,8 @@ def grow_block_map(state: dict, block_map: list) -> tuple[dict, list[int]]:
             rest[k] = v
     missing = sorted({j for j in block_map if j is not None} - set(per_block))
     if missing:
-        raise ValueError(f"model.init_block_map names block {missing[0]}, which the loaded model (blocks 0-{max(per_block)}) lacks")
+        have = f"blocks 0-{max(per_block)}" if per_block else "no blocks"
+        raise ValueError(f"model.init_block_map names block {missing[0]}, which the loaded model ({have}) lacks")
     out, new, last = dict(rest), [], None
     for i, j in enumerate(block_map):
         if j is None:
