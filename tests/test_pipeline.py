@@ -10,7 +10,7 @@ from PIL import Image
 
 from model.pipeline import GenerationCancelled, ReactIDPipeline
 from model.references import ReferenceError
-from model.timeline import Timeline, TimelineError, example_timeline
+from model.timeline import Timeline, TimelineError, example_timeline, num_latent_frames
 from model.tiny import flow_scheduler, tiny_text_encoder, tiny_tokenizer, tiny_transformer_config, tiny_vae
 from model.transformer import ReactIDTransformer
 from model.video import export_mp4, probe_video, read_video
@@ -34,28 +34,34 @@ def test_same_seed_same_video_other_seed_other_video(tiny_pipe, two_subject_refs
     assert not np.array_equal(a.frames, c.frames)
 
 
+def _run_recording_binding_masks(pipe, timeline, refs, **kwargs):
+    """Generate 3 steps without guidance; returns (output, the subject_masks each transformer forward got)."""
+    seen = []
+    orig = pipe.transformer.forward
+
+    def spy(*args, **kw):
+        seen.append(kw.get("subject_masks"))
+        return orig(*args, **kw)
+
+    pipe.transformer.forward = spy
+    try:
+        out = pipe(timeline, refs, seed=0, num_inference_steps=3, guidance_scale=1.0, progress=False, **kwargs)
+    finally:
+        del pipe.transformer.forward
+    return out, seen
+
+
 def test_given_binding_masks_bind_every_step_and_bad_ones_are_refused(tiny_pipe, two_subject_refs):
     """binding_masks [S, N] (masks known beforehand; benchmarks/ladder.py --mask-feedback oracle gives the truth's)
     go to every denoising forward, the first step included, instead of the predicted ones."""
     tl = example_timeline()
     p = tiny_pipe.transformer.config.patch_size
-    n_lat = (tl.num_frames - 1) // 4 + 1
+    n_lat = num_latent_frames(tl.num_frames)
     n = (n_lat // p[0]) * (64 // tiny_pipe.vae_scale_spatial // p[1]) * (64 // tiny_pipe.vae_scale_spatial // p[2])
     given = torch.zeros(2, n)
     given[0, : n // 2] = 1.0  # subject 0 on the first half of the tokens, subject 1 on the rest
     given[1, n // 2 :] = 1.0
-    seen = []
-    orig = tiny_pipe.transformer.forward
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("subject_masks"))
-        return orig(*args, **kwargs)
-
-    tiny_pipe.transformer.forward = spy
-    try:
-        out = tiny_pipe(tl, two_subject_refs, seed=0, num_inference_steps=3, guidance_scale=1.0, progress=False, binding_masks=given)
-    finally:
-        del tiny_pipe.transformer.forward
+    out, seen = _run_recording_binding_masks(tiny_pipe, tl, two_subject_refs, binding_masks=given)
     assert len(seen) == 3 and all(m is not None and torch.equal(m[0], given) for m in seen)
     assert out.frames.shape[0] == tl.num_frames
     with pytest.raises(ValueError, match=rf"binding_masks must be \[subjects, tokens\] = \[2, {n}\]"):
@@ -80,18 +86,7 @@ def test_reference_branch_runs_once_per_generation(tiny_pipe, two_subject_refs):
 
 
 def test_masks_from_the_previous_step_feed_the_binding(tiny_pipe, two_subject_refs):
-    seen = []
-    orig = tiny_pipe.transformer.forward
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("subject_masks"))
-        return orig(*args, **kwargs)
-
-    tiny_pipe.transformer.forward = spy
-    try:
-        tiny_pipe(example_timeline(), two_subject_refs, seed=0, num_inference_steps=3, guidance_scale=1.0, progress=False)
-    finally:
-        del tiny_pipe.transformer.forward
+    _, seen = _run_recording_binding_masks(tiny_pipe, example_timeline(), two_subject_refs)
     assert seen[0] is None and all(m is not None and m.shape[1] == 2 for m in seen[1:])
 
 
