@@ -133,7 +133,8 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, z_dim: int = 8, width: int = 32, latents_mean: list | None = None, latents_std: list | None = None,
                  scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, linear_path: bool = False, res_blocks: int = 0,
-                 arch: str = "pyramid", decoder_context: int = 0, first_frame: str = "own", first_frame_gain: float = 1.0):
+                 arch: str = "pyramid", decoder_context: int = 0, first_frame: str = "own", first_frame_gain: float = 1.0,
+                 decoder: str = "linear"):
         """linear_path: a linear block-to-latent path (a PCA autoencoder once `init_pca` ran) to which the conv
         stacks add their output through a zero-initialised last layer, so training starts from a colour-true
         reconstruction instead of a grey one. res_blocks: residual blocks after each resolution change of the
@@ -150,7 +151,13 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         that sees the first latent frame on 1/9 of its tokens otherwise draws it badly).
         first_frame_gain: the video's first latent frame is multiplied by this after normalisation, so it reaches
         the diffusion model at the other frames' scale (model/latents.py; the weights are unchanged, so a VAE
-        with a gain reads and writes the same pixels)."""
+        with a gain reads and writes the same pixels).
+        decoder (arch 'linear' only): 'linear' (the PCA decoder) or 'blocks' (a learned decoder: block-grid conv
+        stacks `width` wide, seeing `decoder_context` neighbouring latent frames, added to the PCA decoder's output
+        through a zero-initialised last layer). The encoder stays the PCA map, so the latent space, and every
+        diffusion model trained in it, is unchanged; only how latents are drawn changes. A linear decoder draws any
+        error of a diffusion model's latents as a ghost or a smear; a learned one can map near-sprite latents back
+        onto clean sprites (train/decoder.py trains it on a model's own redraws)."""
         super().__init__()
         if not (isinstance(first_frame_gain, (int, float)) and first_frame_gain > 0):
             raise ValueError(f"first_frame_gain must be a number > 0, got {first_frame_gain!r}")
@@ -162,12 +169,25 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
             raise ValueError("FrameGroupVAE has Wan's layout: x8 space, x4 time")
         if arch not in ("pyramid", "blocks", "linear"):
             raise ValueError(f"arch must be 'pyramid', 'blocks' or 'linear', got {arch!r}")
+        if decoder not in ("linear", "blocks"):
+            raise ValueError(f"decoder must be 'linear' or 'blocks', got {decoder!r}")
+        if decoder == "blocks" and arch != "linear":
+            raise ValueError("decoder 'blocks' is a learned decoder over the PCA encoder: it needs arch 'linear'")
+        if decoder == "blocks" and first_frame != "own":
+            raise ValueError("decoder 'blocks' decodes the first latent frame with its own decoder: it needs first_frame 'own'")
         if arch == "linear":
             # The PCA autoencoder alone: a linear, smooth latent in which a diffusion model's small errors decode to
             # small pixel errors instead of the conv decoder's garbled blocks (docs/BENCHMARKS.md, the ladder)
             if not linear_path:
                 raise ValueError("arch 'linear' is the PCA path alone: it needs linear_path=True")
             self.lin_first, self.lin_group = _LinearPatch(3, z_dim), _LinearPatch(12, z_dim)
+            if decoder == "blocks":
+                self.dec_first = _BlockDecoder(3, width, z_dim, res_blocks)
+                self.dec_group = _BlockDecoder(12, width, z_dim * (1 + 2 * decoder_context), res_blocks)
+                for net in (self.dec_first, self.dec_group):
+                    last = [m for m in net.net if isinstance(m, nn.Conv2d)][-1]
+                    nn.init.zeros_(last.weight)
+                    nn.init.zeros_(last.bias)
             if latents_mean is None:
                 self.register_to_config(latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
             return
@@ -196,10 +216,14 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         return net(x) + lin.encode(x) if self.config.linear_path else net(x)
 
     def _dec(self, net, lin, z, context=None):
-        if self.config.arch == "linear":
+        if self.config.arch == "linear" and self.config.decoder == "linear":
             return lin.decode(z)
         x = z if context is None else torch.cat([z, context], 1)
         return net(x) + lin.decode(z) if self.config.linear_path else net(x)
+
+    def decoder_parameters(self) -> list:
+        """The learned decoder's parameters (decoder 'blocks'): what train/decoder.py trains, the PCA maps frozen."""
+        return [p for n, p in self.named_parameters() if n.startswith("dec_")]
 
     def _group_context(self, z: torch.Tensor) -> torch.Tensor | None:
         """z [B, Z, Fl, h, w] -> for each group latent 1..Fl-1, its neighbours [B*(Fl-1), 2c*Z, h, w] (zeros past the ends)."""

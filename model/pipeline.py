@@ -247,13 +247,17 @@ class ReactIDPipeline(DiffusionPipeline):
                  height: int | None = None, width: int | None = None, callback_on_step_end: Callable | None = None,
                  cancel_event: threading.Event | None = None, progress: bool = True, segment_seconds: float | None = None,
                  overlap_latent_frames: int = 2, reroll_segment: int | None = None, previous: ReactIDPipelineOutput | None = None,
-                 mask_feedback: bool | str = True, binding_masks: torch.Tensor | None = None) -> ReactIDPipelineOutput:
+                 mask_feedback: bool | str = True, binding_masks: torch.Tensor | None = None, init_video: np.ndarray | None = None,
+                 strength: float = 1.0) -> ReactIDPipelineOutput:
         """mask_feedback sets the subject masks behind the binding labels at each denoising step: True or
         'previous' (the previous step's predicted masks, one forward per step), 'fresh' (a no-binding forward on the
         current latents first, as training's predicted binding does; one more forward per step) or False / 'none'.
         binding_masks [S, N] (each subject's share of each video token, in the transformer's token order) replaces
         them at every step: masks known beforehand, e.g. drawn by a person or, in benchmarks, the truth's, to
-        measure how much the predicted masks cost. One window only (no segment_seconds)."""
+        measure how much the predicted masks cost. One window only (no segment_seconds).
+        init_video (uint8 [F, H, W, 3], the timeline's frame count and size) with strength s in (0, 1]: redraw a clip
+        instead of drawing from noise (diffusers' video-to-video): its latents are noised to the schedule's level at
+        the last s of the steps and only those steps run; s 1 ignores the clip's content. One window only."""
         if mask_feedback not in (True, False, "previous", "fresh", "none"):
             raise ValueError(f"mask_feedback must be True, False, 'previous', 'fresh' or 'none', got {mask_feedback!r}")
         height = self.default_height if height is None else int(height)
@@ -267,6 +271,9 @@ class ReactIDPipeline(DiffusionPipeline):
             raise ValueError("reroll_segment needs previous= (the output whose segment is re-rolled)")
         if binding_masks is not None:
             binding_masks = self._check_binding_masks(binding_masks, timeline, height, width, segment_seconds)
+        init_latents = None
+        if init_video is not None:
+            init_latents = self.encode_video(self._check_init_video(init_video, strength, timeline, height, width, segment_seconds))
         images = self.prepare_references(timeline, references)
         if seed is None:
             seed = int(generator.initial_seed()) if generator is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
@@ -293,6 +300,7 @@ class ReactIDPipeline(DiffusionPipeline):
             seeds[reroll_segment] = seed
 
         all_frames: list[np.ndarray] = []
+        last_latents = None
         all_masks: list[np.ndarray] = []
         segments: list[tuple[int, int]] = []
         prev_video = None
@@ -318,7 +326,9 @@ class ReactIDPipeline(DiffusionPipeline):
                     ctx_latents = self.encode_video(prev_video[:, :, -n_ctx_frames:])
                 frames_t, masks_t = self._denoise(
                     sub, ref_feats, prompt_emb, neg_emb, height, width, num_inference_steps, guidance_scale, seeds[wi],
-                    ctx_latents, callback_on_step_end, cancel_event, bar, wi * num_inference_steps, mask_feedback, binding_masks)
+                    ctx_latents, callback_on_step_end, cancel_event, bar, wi * num_inference_steps, mask_feedback, binding_masks,
+                    init_latents, strength)
+                last_latents = self._last_latents
                 video = frames_t  # [1, 3, F, H, W] in [-1, 1]
                 start = n_ctx_frames if wi > 0 else 0
                 prev_video = video if prev_video is None else torch.cat([prev_video, video[:, :, start:]], 2)
@@ -332,14 +342,15 @@ class ReactIDPipeline(DiffusionPipeline):
                 bar.close()
         frames = np.concatenate(all_frames, 0)
         masks = np.concatenate(all_masks, 1)
-        return ReactIDPipelineOutput(frames=frames, masks=masks, fps=timeline.fps, timeline=timeline, segments=segments, seeds=seeds)
+        return ReactIDPipelineOutput(frames=frames, masks=masks, fps=timeline.fps, timeline=timeline, segments=segments, seeds=seeds,
+                                     latents=last_latents if len(windows) == 1 and len(all_frames) == 1 else None)
 
     @staticmethod
     def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
 
     def _denoise(self, timeline: Timeline, ref_feats, prompt_emb, neg_emb, height, width, steps, guidance, seed, ctx_latents,
-                 callback, cancel_event, bar, step_offset, mask_feedback, binding_masks=None):
+                 callback, cancel_event, bar, step_offset, mask_feedback, binding_masks=None, init_latents=None, strength=1.0):
         device, dtype = self.device, self.transformer.dtype
         n_lat = num_latent_frames(timeline.num_frames)
         h, w = height // self.vae_scale_spatial, width // self.vae_scale_spatial
@@ -357,6 +368,12 @@ class ReactIDPipeline(DiffusionPipeline):
         tl_null = tl_cond.dropped()
         self.scheduler.set_timesteps(steps, device=device)
         timesteps = self.scheduler.timesteps
+        if init_latents is not None:  # redraw: start at the level the last `strength` of the schedule begins with
+            start = steps - max(1, min(steps, round(steps * strength)))
+            timesteps = timesteps[start:]
+            self.scheduler.set_begin_index(start)
+            sigma0 = self.scheduler.sigmas[start].to(dtype)
+            latents = (1 - sigma0) * init_latents.to(device, dtype) + sigma0 * latents
         masks = None
         p = self.transformer.config.patch_size
         grid = (n_lat // p[0], h // p[1], w // p[2])
@@ -391,6 +408,7 @@ class ReactIDPipeline(DiffusionPipeline):
                 bar.update(1)
         if ctx_latents is not None:
             latents[:, :, :n_ctx] = ctx_latents
+        self._last_latents = latents.detach().float().cpu()
         video = self.decode_latents(latents)
         F_ = video.shape[2]
         if masks is None:
@@ -399,6 +417,19 @@ class ReactIDPipeline(DiffusionPipeline):
         else:
             mask_video = self._masks_to_video(masks, grid, F_, height, width)
         return video, mask_video
+
+    def _check_init_video(self, video, strength: float, timeline: Timeline, height: int, width: int, segment_seconds) -> torch.Tensor:
+        if segment_seconds is not None:
+            raise ValueError("init_video covers one window: redraw without segment_seconds")
+        if not (isinstance(strength, (int, float)) and 0 < strength <= 1):
+            raise ValueError(f"strength must be in (0, 1], got {strength!r}")
+        v = np.asarray(video)
+        want = (timeline.num_frames, height, width, 3)
+        if v.shape != want:
+            raise ValueError(f"init_video must be [frames, height, width, 3] = {list(want)} for this timeline and size, got {list(v.shape)}")
+        if v.dtype != np.uint8:
+            raise ValueError(f"init_video must be uint8 frames (0..255), got {v.dtype}")
+        return self._frames_to_tensor(v)
 
     def _check_binding_masks(self, masks, timeline: Timeline, height: int, width: int, segment_seconds) -> torch.Tensor:
         if segment_seconds is not None:

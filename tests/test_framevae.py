@@ -188,3 +188,35 @@ def test_first_frame_gain_scales_only_a_videos_first_latent_frame(tmp_path):
         assert torch.allclose(gained.decode(latents.denormalise(b, gained.config)).sample, plain.decode(raw).sample, atol=1e-5)
     with pytest.raises(ValueError, match="first_frame_gain"):
         FrameGroupVAE(z_dim=8, first_frame_gain=0)
+
+
+def test_learned_decoder_starts_as_the_pca_decoder_and_keeps_the_encoder(tmp_path):
+    """decoder 'blocks' (train/decoder.py trains it): a learned decoder beside the PCA one whose last layer starts at
+    zero, so before training it draws exactly what the PCA decoder draws; the encoder, and so the latent space every
+    diffusion model was trained in, is the PCA map whatever the decoder learns."""
+    g = torch.Generator().manual_seed(0)
+    videos = torch.rand(4, 3, 9, 16, 16, generator=g) * 2 - 1
+    pca = FrameGroupVAE(z_dim=8, linear_path=True, arch="linear", first_frame_gain=2.0)
+    pca.init_pca(videos)
+    learned = FrameGroupVAE(z_dim=8, width=16, linear_path=True, arch="linear", decoder="blocks", decoder_context=1, res_blocks=1,
+                            first_frame_gain=2.0)
+    missing, unexpected = learned.load_state_dict(pca.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("dec_") for k in missing)
+    assert {id(p) for p in learned.decoder_parameters()} == {id(p) for n, p in learned.named_parameters() if n.startswith("dec_")}
+    with torch.no_grad():
+        z = pca.encode(videos).latent_dist.mode()
+        assert torch.equal(learned.encode(videos).latent_dist.mode(), z)
+        assert torch.allclose(learned.decode(z).sample, pca.decode(z).sample, atol=1e-6)
+        for p in learned.decoder_parameters():  # any learned change moves the drawing, never the encoding
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+        assert not torch.allclose(learned.decode(z).sample, pca.decode(z).sample, atol=1e-3)
+        assert torch.equal(learned.encode(videos).latent_dist.mode(), z)
+    learned.save_pretrained(tmp_path / "d")
+    back = load_vae(tmp_path / "d")
+    assert back.config.decoder == "blocks"
+    with torch.no_grad():
+        assert torch.allclose(back.decode(z).sample, learned.decode(z).sample, atol=1e-6)
+    with pytest.raises(ValueError, match="arch 'linear'"):
+        FrameGroupVAE(z_dim=8, linear_path=True, arch="blocks", decoder="blocks")
+    with pytest.raises(ValueError, match="decoder must be"):
+        FrameGroupVAE(z_dim=8, linear_path=True, arch="linear", decoder="conv")

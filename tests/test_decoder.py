@@ -1,0 +1,77 @@
+"""train/decoder.py: a learned decoder for a PCA-latent model, trained on the model's own redraws."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.framevae import FrameGroupVAE, load_vae
+from model.latents import normalise
+from train.decoder import build_decoder_vae, decoder_loss, train_decoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pca_vae():
+    g = torch.Generator().manual_seed(0)
+    vae = FrameGroupVAE(z_dim=8, linear_path=True, arch="linear", first_frame_gain=2.0)
+    vae.init_pca(torch.rand(4, 3, 9, 16, 16, generator=g) * 2 - 1)
+    return vae
+
+
+def test_training_draws_the_pairs_clean_frames_better_than_the_pca_decoder():
+    """Pairs whose latents are off (a smeared copy of the truth's) and whose target is the clean clip: a few hundred
+    steps must beat the PCA decoder on them, and the PCA maps stay frozen."""
+    g = torch.Generator().manual_seed(1)
+    frames = torch.zeros(3, 9, 16, 16, 3, dtype=torch.uint8)
+    for i in range(3):  # a bright square on grey, moving right one pixel a frame
+        frames[i] = 100
+        for f in range(9):
+            frames[i, f, 4:10, 1 + f + i : 7 + f + i] = torch.tensor([220, 40, 40], dtype=torch.uint8)
+    pca = _pca_vae()
+    vae = build_decoder_vae(pca, width=16, res_blocks=1, context=1)
+    x = frames.float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
+    with torch.no_grad():
+        clean = normalise(pca.encode(x).latent_dist.mode(), pca.config)
+    smeared = clean + 0.3 * torch.randn(clean.shape, generator=g)
+    data = {"latents": torch.cat([smeared, smeared]), "frames": torch.cat([frames, frames]), "clip": torch.tensor([0, 1, 2, 0, 1, 2]),
+            "strength": torch.tensor([0.5, 0.5, 0.5, 0.5, 0.5, 0.5])}
+    frozen = {n: p.clone() for n, p in vae.named_parameters() if n.startswith("lin_")}
+    scores = train_decoder(vae, data, steps=300, batch_size=2, lr=3e-3, latent_noise=0.0, held_out_clips=1, log=lambda _: None)
+    s = scores["strength_0.5"]
+    assert s["pairs"] == 2 and s["learned_db"] > s["pca_db"] + 1.0, s
+    assert all(torch.equal(p, frozen[n]) for n, p in vae.named_parameters() if n.startswith("lin_"))
+    with pytest.raises(ValueError, match="need more than"):
+        train_decoder(vae, data, steps=1, held_out_clips=3, log=lambda _: None)
+
+
+def test_a_learned_decoder_needs_a_pca_vae():
+    with pytest.raises(ValueError, match="PCA VAE"):
+        build_decoder_vae(FrameGroupVAE(z_dim=8, width=8, arch="blocks"), 16, 1, 1)
+    x = torch.zeros(1, 3, 1, 8, 8)
+    assert decoder_loss(x, x).item() == 0.0
+
+
+def test_the_command_redraws_trains_and_writes_a_loadable_vae(tmp_path):
+    """The real command on the shipped default model: 3 clips redrawn at one strength, a short training, the VAE
+    written and loadable; a second run reuses the redraws instead of making them again."""
+    out = tmp_path / "dec"
+    cmd = [sys.executable, "-m", "train.decoder", "--model", str(ROOT / "assets/default_model"), "--out", str(out), "--clips", "3",
+           "--strengths", "0.3", "--steps", "10", "--held-out-clips", "1", "--width", "32", "--threads", "2"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
+    data = torch.load(out / "decoder_data.pt")
+    assert len(data["clip"]) == 6 and sorted(round(s, 3) for s in set(data["strength"].tolist())) == [0.0, 0.3]
+    assert data["frames"].shape[1:] == (33, 64, 64, 3) and data["latents"].shape[0] == 6
+    lines = [json.loads(line) for line in (out / "decoder_log.jsonl").read_text().splitlines()]
+    held = [r["held_out"] for r in lines if "held_out" in r][-1]
+    assert set(held) == {"strength_0", "strength_0.3"} and all(np.isfinite(v["learned_db"]) for v in held.values())
+    vae = load_vae(out / "vae")
+    assert vae.config.decoder == "blocks" and vae.config.z_dim == 16
+    rerun = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
+    assert '"reused": true' in rerun.stdout
+    bad = subprocess.run(cmd[:-6] + ["--strengths", "0,0.3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "--strengths must be in (0, 1]" in bad.stderr

@@ -1,0 +1,210 @@
+"""Train a learned decoder for a PCA-latent sprite model on the model's own redraws.
+
+The default model's VAE is linear (a PCA map of 8x8 blocks, model/framevae.py): whatever error the diffusion model
+leaves in its latents, the PCA decoder draws it as a ghost or a smear, and the sprite benchmark then reads a size
+change (grow / shrink / spin) where the timeline says move. This trains FrameGroupVAE's `decoder='blocks'` on
+pairs the model itself makes: a held-in clip redrawn by the model from its noised latents (the pipeline's
+`init_video` + `strength`) gives latents with the model's own kind of error at nearly the truth's layout, and the
+target is the clip's clean frames. The clips' clean latents (lightly noised) are in the mix too, so the decoder
+still reproduces what the PCA decoder got right. The encoder is unchanged: the latent space, and so every model
+trained in it, stays as it was.
+
+    python -m train.decoder --model assets/default_model --out runs/decoder --clips 160 --threads 2
+
+Writes OUT/vae (load it with model.framevae.load_vae), OUT/decoder_data.pt (the pairs, so a rerun of
+the training part skips the redraws) and `decoder_log.jsonl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATA_SEED = 600_000  # away from training clips (data.seed, 1000 + ...) and the held-out ones (900_000 + ...)
+
+
+def redraw_pairs(model_dir: str | Path, n_clips: int, strengths: list[float], steps: int = 20, guidance: float = 3.0, log=print) -> dict:
+    """Clean and redrawn latents of `n_clips` clips of the model's world, with the clips' frames.
+    Returns {'latents': [M, Z, F', h, w] normalised, 'frames': [M, F, H, W, 3] uint8, 'clip': [M], 'strength': [M]}."""
+    from model.pipeline import ReactIDPipeline
+    from train.sprites import WorldConfig, generate_clip
+
+    pipe = ReactIDPipeline.from_pretrained(model_dir)
+    world = WorldConfig.from_kwargs(**json.loads((Path(model_dir) / "sprite_world.json").read_text()))
+    lat, frames, clip_idx, strength = [], [], [], []
+    t0 = time.time()
+    for i in range(n_clips):
+        clip = generate_clip(DATA_SEED + i, world)
+        refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
+        video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        lat.append(pipe.encode_video(video)[0].float())
+        frames.append(clip.frames)
+        clip_idx.append(i)
+        strength.append(0.0)
+        for k, s in enumerate(strengths):
+            out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=DATA_SEED + 97 * i + k,
+                       progress=False, init_video=clip.frames, strength=s)
+            lat.append(out.latents[0])
+            frames.append(clip.frames)
+            clip_idx.append(i)
+            strength.append(s)
+        if i % 10 == 0 or i == n_clips - 1:
+            log(json.dumps({"redraw_clip": i, "s": round(time.time() - t0, 1)}))
+    return {"latents": torch.stack(lat), "frames": torch.from_numpy(np.stack(frames)), "clip": torch.tensor(clip_idx),
+            "strength": torch.tensor(strength)}
+
+
+def build_decoder_vae(base_vae, width: int, res_blocks: int, context: int):
+    """The base PCA VAE with a learned decoder beside its linear one (same encoder, same latent statistics)."""
+    from model.framevae import FrameGroupVAE
+
+    cfg = dict(base_vae.config)
+    if cfg.get("arch") != "linear":
+        raise ValueError(f"a learned decoder goes over a PCA VAE (arch 'linear'); this VAE's arch is {cfg.get('arch')!r}")
+    vae = FrameGroupVAE(z_dim=cfg["z_dim"], width=width, latents_mean=cfg["latents_mean"], latents_std=cfg["latents_std"],
+                        linear_path=True, arch="linear", res_blocks=res_blocks, decoder_context=context,
+                        first_frame=cfg["first_frame"], first_frame_gain=cfg["first_frame_gain"], decoder="blocks")
+    missing, unexpected = vae.load_state_dict(base_vae.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("dec_") for k in missing):
+        raise ValueError(f"the base VAE's weights do not fit: missing {missing}, unexpected {unexpected}")
+    return vae
+
+
+def decoder_loss(rec: torch.Tensor, x: torch.Tensor, fg_weight: float = 10.0) -> torch.Tensor:
+    """train_vae's foreground-weighted MSE + L1 (sprites cover a few percent of the pixels)."""
+    median = x.flatten(3).median(dim=-1).values[..., None, None]
+    weight = 1.0 + fg_weight * ((x - median).abs().sum(1, keepdim=True) > 0.15).float()
+    return ((rec - x) ** 2 * weight).mean() + 0.5 * ((rec - x).abs() * weight).mean()
+
+
+def train_decoder(vae, data: dict, steps: int, batch_size: int = 4, lr: float = 1e-3, latent_noise: float = 0.05, seed: int = 0,
+                  held_out_clips: int = 8, log=print) -> dict:
+    """Train `vae.decoder_parameters()` to draw each pair's clean frames from its latents. The last
+    `held_out_clips` clips are kept out of training and scored (PSNR, PCA decoder against the learned one)."""
+    from model.latents import denormalise
+
+    g = torch.Generator().manual_seed(seed)
+    clips = data["clip"]
+    n_clips = int(clips.max()) + 1
+    if n_clips <= held_out_clips:
+        raise ValueError(f"{n_clips} clips: need more than the {held_out_clips} held out")
+    train_idx = torch.nonzero(clips < n_clips - held_out_clips).flatten()
+    test_idx = torch.nonzero(clips >= n_clips - held_out_clips).flatten()
+    params = vae.decoder_parameters()
+    for n, p in vae.named_parameters():
+        p.requires_grad_(n.startswith("dec_"))
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps))))
+
+    def batch(idx):
+        lat = data["latents"][idx].float()
+        x = data["frames"][idx].float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
+        return lat, x
+
+    vae.train()
+    t0 = time.time()
+    for step in range(steps):
+        idx = train_idx[torch.randint(len(train_idx), (batch_size,), generator=g)]
+        lat, x = batch(idx)
+        lat = lat + latent_noise * torch.randn(lat.shape, generator=g)
+        rec = vae.decode(denormalise(lat, vae.config)).sample
+        loss = decoder_loss(rec, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps - 1:
+            log(json.dumps({"decoder_step": step, "loss": round(loss.item(), 5), "s": round(time.time() - t0, 1)}))
+    vae.eval()
+    return held_out_psnr(vae, data, test_idx)
+
+
+@torch.no_grad()
+def held_out_psnr(vae, data: dict, idx: torch.Tensor) -> dict:
+    """PSNR against the clean frames of the pairs in `idx`, per strength, through the PCA decoder and the learned one."""
+    from model.latents import denormalise
+
+    out: dict = {}
+    for s in sorted(set(data["strength"][idx].tolist())):
+        sel = idx[data["strength"][idx] == s]
+        lat = denormalise(data["latents"][sel].float(), vae.config)
+        x = data["frames"][sel].float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
+        learned = vae.decode(lat).sample.clamp(-1, 1)
+        linear = _pca_decode(vae, lat).clamp(-1, 1)
+        out[f"strength_{s:g}"] = {"pca_db": _psnr(linear, x), "learned_db": _psnr(learned, x), "pairs": len(sel)}
+    return out
+
+
+def _pca_decode(vae, lat: torch.Tensor) -> torch.Tensor:
+    """What the base VAE (the PCA decoder alone) draws from the same latents."""
+    B, Z, Fl, h, w = lat.shape
+    first = vae.lin_first.decode(lat[:, :, 0]).unsqueeze(2)
+    g = vae.lin_group.decode(lat[:, :, 1:].permute(0, 2, 1, 3, 4).reshape(B * (Fl - 1), Z, h, w))
+    H, W = g.shape[-2:]
+    g = g.reshape(B, Fl - 1, 3, 4, H, W).permute(0, 2, 1, 3, 4, 5).reshape(B, 3, (Fl - 1) * 4, H, W)
+    return torch.cat([first, g], 2)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss((a + 1) / 2, (b + 1) / 2).item()
+    return round(10 * math.log10(1.0 / max(mse, 1e-10)), 2)
+
+
+def main(argv=None) -> int:
+    from model.framevae import load_vae
+
+    ap = argparse.ArgumentParser(prog="python -m train.decoder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="pipeline directory whose VAE is a PCA VAE and whose model makes the redraws")
+    ap.add_argument("--out", required=True, help="output VAE directory")
+    ap.add_argument("--clips", type=int, default=160)
+    ap.add_argument("--strengths", default="0.3,0.45", help="redraw strengths (share of the sampling steps redone)")
+    ap.add_argument("--steps", type=int, default=1500, help="decoder training steps")
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--res-blocks", type=int, default=1)
+    ap.add_argument("--context", type=int, default=1, help="neighbouring latent frames the group decoder sees on each side")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--latent-noise", type=float, default=0.05, help="Gaussian noise added to the (normalised) training latents")
+    ap.add_argument("--held-out-clips", type=int, default=8, help="the last clips, kept out of training and scored")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "decoder_log.jsonl"
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        with log_path.open("a") as f:
+            f.write(line + "\n")
+
+    strengths = [float(s) for s in args.strengths.split(",") if s.strip()]
+    if any(not 0 < s <= 1 for s in strengths):
+        raise SystemExit(f"--strengths must be in (0, 1], got {args.strengths}")
+    data_path = out / "decoder_data.pt"
+    if data_path.is_file():
+        data = torch.load(data_path)
+        log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "reused": True}))
+    else:
+        t0 = time.time()
+        data = redraw_pairs(args.model, args.clips, strengths, log=log)
+        torch.save(data, data_path)
+        log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "s": round(time.time() - t0, 1)}))
+    vae = build_decoder_vae(load_vae(Path(args.model) / "vae"), args.width, args.res_blocks, args.context)
+    t0 = time.time()
+    scores = train_decoder(vae, data, args.steps, batch_size=args.batch_size, lr=args.lr, latent_noise=args.latent_noise, held_out_clips=args.held_out_clips, log=log)
+    vae.save_pretrained(out / "vae")
+    log(json.dumps({"held_out": scores, "train_s": round(time.time() - t0, 1), "vae": str(out / "vae")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
