@@ -144,13 +144,12 @@ def held_out_psnr(vae, data: dict, idx: torch.Tensor) -> dict:
 
 
 def _pca_decode(vae, lat: torch.Tensor) -> torch.Tensor:
-    """What the base VAE (the PCA decoder alone) draws from the same latents."""
-    B, Z, Fl, h, w = lat.shape
-    first = vae.lin_first.decode(lat[:, :, 0]).unsqueeze(2)
-    g = vae.lin_group.decode(lat[:, :, 1:].permute(0, 2, 1, 3, 4).reshape(B * (Fl - 1), Z, h, w))
-    H, W = g.shape[-2:]
-    g = g.reshape(B, Fl - 1, 3, 4, H, W).permute(0, 2, 1, 3, 4, 5).reshape(B, 3, (Fl - 1) * 4, H, W)
-    return torch.cat([first, g], 2)
+    """What the base VAE (the PCA decoder alone) draws from the same latents: the same weights with decoder 'linear'."""
+    from model.framevae import FrameGroupVAE
+
+    pca = FrameGroupVAE.from_config({**vae.config, "decoder": "linear"})
+    pca.load_state_dict({k: v for k, v in vae.state_dict().items() if k.startswith("lin_")})
+    return pca.decode(lat).sample
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
