@@ -54,6 +54,7 @@ def _found_share(frames, clip) -> float:
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
           shift: float | None = None) -> dict:
     from model.pipeline import ReactIDPipeline
+    from evaluation.paired import scene_record
     from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects
 
     pipe = ReactIDPipeline.from_pretrained(directory)
@@ -88,6 +89,8 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         found.append(_found_share(out.frames, clip))
         videos.append(out.frames)
     row = summarize(own)
+    # per scene, each metric's value and weight: what benchmarks/compare_models.py resamples for its intervals
+    row["per_scene"] = [scene_record(sc) for sc in own]
     ctrl = summarize(control) if control else {}
     row["found"] = float(np.mean(found))
     # motion amplitude: median pixels moved in the commanded direction over the scenes' translations

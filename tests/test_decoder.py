@@ -11,7 +11,7 @@ import torch
 
 from model.framevae import FrameGroupVAE, load_vae
 from model.latents import normalise
-from train.decoder import build_decoder_vae, decoder_loss, train_decoder
+from train.decoder import _pca_decode, build_decoder_vae, decoder_loss, train_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,23 @@ def test_training_draws_the_pairs_clean_frames_better_than_the_pca_decoder():
     assert all(torch.equal(p, frozen[n]) for n, p in vae.named_parameters() if n.startswith("lin_"))
     with pytest.raises(ValueError, match="need more than"):
         train_decoder(vae, data, steps=1, held_out_clips=3, log=lambda _: None)
+
+
+def test_a_base_with_a_learned_decoder_gives_only_its_pca_maps():
+    """The shipped default's VAE already has a learned decoder; a new one built over it starts from zero (it draws
+    exactly what the PCA decoder draws), whatever its context, and keeps the base's PCA maps."""
+    base = build_decoder_vae(_pca_vae(), width=16, res_blocks=1, context=1)
+    with torch.no_grad():
+        for n, p in base.named_parameters():
+            if n.startswith("dec_"):
+                p.add_(0.5)
+    lat = torch.randn(1, 8, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert not torch.allclose(base.decode(lat).sample, _pca_decode(base, lat))
+        for context in (1, 2):
+            fresh = build_decoder_vae(base, width=16, res_blocks=1, context=context)
+            assert torch.allclose(fresh.decode(lat).sample, _pca_decode(base, lat), atol=1e-6)
+            assert all(torch.equal(p, base.state_dict()[n]) for n, p in fresh.state_dict().items() if n.startswith("lin_"))
 
 
 def test_a_learned_decoder_needs_a_pca_vae():

@@ -71,7 +71,10 @@ def build_decoder_vae(base_vae, width: int, res_blocks: int, context: int):
     vae = FrameGroupVAE(z_dim=cfg["z_dim"], width=width, latents_mean=cfg["latents_mean"], latents_std=cfg["latents_std"],
                         linear_path=True, arch="linear", res_blocks=res_blocks, decoder_context=context,
                         first_frame=cfg["first_frame"], first_frame_gain=cfg["first_frame_gain"], decoder="blocks")
-    missing, unexpected = vae.load_state_dict(base_vae.state_dict(), strict=False)
+    # Only the PCA maps carry over: a base that already has a learned decoder (the shipped default does) must not
+    # warm-start this one, so each run's decoder is trained from the same zero start.
+    pca_state = {k: v for k, v in base_vae.state_dict().items() if not k.startswith("dec_")}
+    missing, unexpected = vae.load_state_dict(pca_state, strict=False)
     if unexpected or any(not k.startswith("dec_") for k in missing):
         raise ValueError(f"the base VAE's weights do not fit: missing {missing}, unexpected {unexpected}")
     return vae
