@@ -41,6 +41,19 @@ def flow_matching_loss(pred: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor
     return (se * w).sum() / w.sum().clamp_min(1e-12)
 
 
+def channel_loss_weight(latents_std, power: float) -> torch.Tensor:
+    """Per-channel flow loss weight [1, C, 1, 1, 1] = std_c ** power, scaled to mean 1.
+
+    The model works on latents normalised to unit variance per channel, so a plain MSE weighs an error in every channel
+    alike; through a linear decoder (the PCA latent) an error in channel c is drawn std_c times larger. Power 2 is the
+    loss the decoder's pixels see; power 1 is between."""
+    std = torch.as_tensor(latents_std, dtype=torch.float32)
+    if std.ndim != 1 or not bool((std > 0).all()):
+        raise ValueError(f"latents_std must be positive numbers, one per channel, got {latents_std!r}")
+    w = std.pow(float(power))
+    return (w / w.mean()).view(1, -1, 1, 1, 1)
+
+
 def foreground_loss_weight(token_masks: torch.Tensor, grid: tuple[int, int, int], patch: tuple[int, int, int], strength: float,
                            time_dilation: int = 0) -> torch.Tensor:
     """Per-latent weight 1 + strength * (share of the token covered by any subject).

@@ -252,3 +252,57 @@ def test_timeline_lr_scale_gives_the_timeline_weights_their_own_rate(tmp_path):
     assert "blocks.0.timeline_out.weight" in tl_names and "blocks.0.attn2.to_k.weight" not in tl_names
     assert len(base["params"]) + len(tl["params"]) == len(params)
     assert optimizer_groups(model, params, load_config(TINY).optim) is params  # scale 1: one group, old checkpoints resume
+
+
+def test_channel_loss_power_2_is_the_pixel_error_of_a_linear_decoder():
+    """Through an orthonormal linear decoder (the PCA latent), the pixel MSE of a normalised-latent error is
+    sum_c std_c^2 e_c^2: the channel weight at power 2 ranks errors as the pixels do, power 0 as the latents do."""
+    from model.losses import channel_loss_weight
+
+    std = torch.tensor([8.0, 2.0, 1.0, 0.5])
+    q, _ = torch.linalg.qr(torch.randn(12, 4, generator=torch.Generator().manual_seed(0)))  # 4 orthonormal columns
+
+    def pixel_mse(err):  # err [1, 4, 1, 1, 1] in normalised units -> pixels
+        return (q @ (err.flatten() * std)).pow(2).sum().item()
+
+    x0, noise = torch.zeros(1, 4, 1, 1, 1), torch.zeros(1, 4, 1, 1, 1)
+    errs = [torch.zeros(1, 4, 1, 1, 1) for _ in range(2)]
+    errs[0][0, 0] = 0.2  # small error in the high-variance channel
+    errs[1][0, 3] = 1.0  # large error in the low-variance one
+    w2, w0 = channel_loss_weight(std, 2.0), channel_loss_weight(std, 0.0)
+    assert w2.shape == (1, 4, 1, 1, 1) and w2.mean().item() == pytest.approx(1.0) and torch.equal(w0, torch.ones(1, 4, 1, 1, 1))
+    loss2 = [flow_matching_loss(e, noise, x0, w2).item() for e in errs]  # target noise - x0 = 0, so pred = error
+    loss0 = [flow_matching_loss(e, noise, x0, w0).item() for e in errs]
+    pix = [pixel_mse(e) for e in errs]
+    assert loss2[0] / loss2[1] == pytest.approx(pix[0] / pix[1], rel=1e-5)  # 2.56 / 0.25
+    assert pix[0] > pix[1] and loss0[0] < loss0[1]  # the plain loss ranks them the other way
+    with pytest.raises(ValueError, match="positive"):
+        channel_loss_weight([1.0, 0.0], 1.0)
+
+
+def test_trainer_weighs_the_flow_loss_by_channel_only_when_asked(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_train_step import synthetic_cache
+    from train.loop import Trainer, plan_step
+
+    def first_flow(power, std):
+        cfg = load_config(TINY, {"output_dir": str(tmp_path / f"p{power}"), "optim": {"channel_loss_power": power}})
+        cache = synthetic_cache(cfg, n=4, z=4)
+        if std is not None:
+            cache["latents_std"] = std
+        torch.manual_seed(0)
+        trainer = Trainer(cfg, cache)
+        return trainer.train_step(plan_step(trainer.curriculum, 0))["flow"]
+
+    plain = first_flow(0.0, None)
+    assert first_flow(2.0, [3.0, 3.0, 3.0, 3.0]) == pytest.approx(plain, rel=1e-5)  # equal stds: the plain loss
+    assert abs(first_flow(2.0, [9.0, 1.0, 1.0, 0.5]) - plain) > 1e-3 * plain
+    with pytest.raises(ValueError, match="latents_std"):
+        first_flow(1.0, None)
+    with pytest.raises(ValueError, match="4"):
+        first_flow(1.0, [1.0, 2.0])
+    with pytest.raises(Exception, match="channel_loss_power"):
+        load_config(TINY, {"optim": {"channel_loss_power": -1}})

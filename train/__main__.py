@@ -77,6 +77,7 @@ def main(argv=None) -> int:
         from .prepare import load_or_build_cache
 
         cache = load_or_build_cache(cfg, vae, log_path)
+        cache["latents_std"] = list(vae.config.latents_std)  # what optim.channel_loss_power weighs by (not saved)
     from .distributed import SetupError
 
     try:

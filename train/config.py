@@ -101,6 +101,10 @@ class OptimConfig:
     mask_loss_weight: float = 0.5
     fg_loss_weight: float = 0.0  # flow loss weight per latent = 1 + this * subject-mask coverage (0 = Wan's plain MSE)
     fg_time_dilation: int = 0  # coverage for that weight = its max over +-this many latent frames (0 = the frame's own)
+    # Flow loss weight per latent channel = (the VAE's latents_std of that channel) ** this, scaled to mean 1
+    # (model/losses.py channel_loss_weight). 0 = every normalised channel alike (Wan's practice); 2 = the error as the
+    # decoder draws it when the decoder is linear (the PCA latent), 1 = between the two.
+    channel_loss_power: float = 0.0
     # The subject-mask head's loss: 'focal' (the paper: alpha 0.25, gamma 2) pulls probabilities far below the
     # coverage (p ~ 0.16 at 33% coverage), so a coverage threshold binds almost nothing; 'bce' makes the
     # probability track the token's coverage, so model.reactid.mask_threshold means what it says.
@@ -179,6 +183,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.fg_loss_weight", f"must be a number >= 0, got {o.fg_loss_weight!r}")
     if not (isinstance(o.fg_time_dilation, int) and not isinstance(o.fg_time_dilation, bool) and o.fg_time_dilation >= 0):
         bad("optim.fg_time_dilation", f"must be a whole number of latent frames >= 0, got {o.fg_time_dilation!r}")
+    if isinstance(o.channel_loss_power, bool) or not isinstance(o.channel_loss_power, (int, float)) or not 0 <= o.channel_loss_power <= 4:
+        bad("optim.channel_loss_power", f"must be a number in [0, 4], got {o.channel_loss_power!r}")
     if not (isinstance(o.timeline_lr_scale, (int, float)) and o.timeline_lr_scale > 0):
         bad("optim.timeline_lr_scale", f"must be a number > 0, got {o.timeline_lr_scale!r}")
     if o.mask_loss not in ("focal", "bce"):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from model.conditioning import build_timeline_conditioning
 from model.rope import binding_recall
-from model.losses import add_flow_noise, flow_matching_loss, focal_loss, foreground_loss_weight
+from model.losses import add_flow_noise, channel_loss_weight, flow_matching_loss, focal_loss, foreground_loss_weight
 from model.timeline import Timeline
 from model.transformer import ReactIDTransformer
 
@@ -206,6 +206,13 @@ class Trainer:
         if not self.accelerator.is_main_process:  # one log, written by the main process
             self.log_path = log_path = None
         z = cache["latents"].shape[1]
+        self.channel_weight = None
+        if cfg.optim.channel_loss_power:
+            if "latents_std" not in cache:  # set by `python -m train` from the VAE the latents came from
+                raise ValueError("optim.channel_loss_power needs the VAE's latents_std (cache['latents_std'])")
+            if len(cache["latents_std"]) != z:
+                raise ValueError(f"optim.channel_loss_power: the VAE has {len(cache['latents_std'])} latent channels, the latents {z}")
+            self.channel_weight = channel_loss_weight(cache["latents_std"], cfg.optim.channel_loss_power)
         text_dim = next(iter(cache["text"].values()))[0].shape[-1]
         self.model = build_transformer(cfg, z, text_dim, log_path)
         if cfg.optim.gradient_checkpointing:
@@ -356,6 +363,8 @@ class Trainer:
                 grid = tuple(s // p for s, p in zip(lat.shape[2:], unwrapped.config.patch_size))
                 weight = foreground_loss_weight(masks, grid, tuple(unwrapped.config.patch_size), cfg.fg_loss_weight,
                                                 cfg.fg_time_dilation).to(dev)
+            if self.channel_weight is not None:
+                weight = self.channel_weight.to(dev) if weight is None else weight * self.channel_weight.to(dev)
             fm = flow_matching_loss(out.sample, noise.to(dev), lat.to(dev), weight)
             valid = (ref_subj >= 0).to(dev).unsqueeze(-1)
             fl = torch.zeros((), device=dev)
