@@ -53,8 +53,8 @@ def _found_share(frames, clip) -> float:
 
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
           shift: float | None = None) -> dict:
-    from model.pipeline import ReactIDPipeline
     from evaluation.paired import scene_record
+    from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects
 
     pipe = ReactIDPipeline.from_pretrained(directory)
