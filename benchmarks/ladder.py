@@ -52,7 +52,8 @@ def _found_share(frames, clip) -> float:
 
 
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
-          shift: float | None = None) -> dict:
+          shift: float | None = None, mask_steps: int | None = None, layout: str | None = None,
+          layout_radius: float | None = None) -> dict:
     from evaluation.paired import scene_record
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects
@@ -71,7 +72,10 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         oracle = mask_feedback in ("oracle", "oracle_start")
         out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=i, progress=False,
                    mask_feedback="previous" if oracle else mask_feedback,
-                   binding_masks=true_token_masks(pipe, clip, mask_feedback == "oracle_start") if oracle else None)
+                   binding_masks=true_token_masks(pipe, clip, mask_feedback == "oracle_start") if oracle else None,
+                   binding_masks_steps=mask_steps, layout=layout,
+                   **({"layout_steps": mask_steps} if layout and mask_steps is not None else {}),
+                   **({"layout_radius": layout_radius} if layout and layout_radius is not None else {}))
         times.append(time.perf_counter() - t0)
         ref_imgs = [r[0] for r in clip.references_intra]
         gen_tracks, true_tracks = track_subjects(out.frames, ref_imgs), track_subjects(clip.frames, ref_imgs)
@@ -189,6 +193,10 @@ def main() -> int:
     ap.add_argument("--strip", help="write a frame strip PNG (truth above generated) of the first scenes")
     ap.add_argument("--sensitivity", action="store_true", help="also the held-out loss ratio with another scene's timeline")
     ap.add_argument("--no-ceiling", action="store_true")
+    ap.add_argument("--mask-steps", type=int, default=None,
+                    help="given binding masks (oracle, oracle_start, --layout) bind only the first K denoising steps")
+    ap.add_argument("--layout", choices=["columns"], help="a start layout binds the first steps (model/layout.py)")
+    ap.add_argument("--layout-radius", type=float, help="the columns layout's disc radius, a fraction of the frame side")
     ap.add_argument("--mask-feedback", default="previous", choices=["previous", "fresh", "none", "oracle", "oracle_start"],
                     help="binding masks at each step: the previous step's (default), a fresh no-binding pass, none, or "
                          "oracle (the truth's masks: how much the predicted masks cost, motion given away) or "
@@ -204,7 +212,7 @@ def main() -> int:
         key, _, value = kv.partition("=")
         world[key] = yaml.safe_load(value)
     clips = held_out(args.n, world)
-    row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback, args.shift)
+    row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback, args.shift, args.mask_steps, args.layout, args.layout_radius)
     if not args.no_ceiling:
         row["ceiling"] = ceiling(args.export, clips)
     if args.sensitivity:

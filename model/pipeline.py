@@ -29,6 +29,9 @@ from PIL import Image
 from . import latents as latent_scale
 from .conditioning import build_timeline_conditioning
 from .framevae import load_vae
+from .layout import DEFAULT_RADIUS as DEFAULT_LAYOUT_RADIUS
+from .layout import DEFAULT_STEPS as DEFAULT_LAYOUT_STEPS
+from .layout import LAYOUTS, layout_pixel_masks, layout_token_masks
 from .references import ReferenceError, load_reference_image, reference_to_array
 from .timeline import TIME_COMPRESSION, Timeline, flatten_to_prompt, num_latent_frames, split_segments
 from .transformer import ReactIDTransformer
@@ -57,12 +60,15 @@ class ReactIDPipeline(DiffusionPipeline):
     def __init__(self, vae, text_encoder, tokenizer, transformer: ReactIDTransformer, scheduler: FlowMatchEulerDiscreteScheduler,
                  max_sequence_length: int = 512, default_height: int = 480, default_width: int = 832, default_fps: int = 16,
                  reference_size: int | None = None, max_frames: int = 81, caption_max_length: int | None = None,
-                 name_max_length: int | None = None, prompt_mode: str = "prompt"):
+                 name_max_length: int | None = None, prompt_mode: str = "prompt", default_layout: str | None = None):
         super().__init__()
+        if default_layout is not None and default_layout not in LAYOUTS:
+            raise ValueError(f"default_layout must be one of {', '.join(LAYOUTS)} or null, got {default_layout!r}")
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
         self.register_to_config(max_sequence_length=max_sequence_length, default_height=default_height, default_width=default_width,
                                 default_fps=default_fps, reference_size=reference_size, max_frames=max_frames,
-                                caption_max_length=caption_max_length, name_max_length=name_max_length, prompt_mode=prompt_mode)
+                                caption_max_length=caption_max_length, name_max_length=name_max_length, prompt_mode=prompt_mode,
+                                default_layout=default_layout)
         self.vae_scale_spatial = int(getattr(vae.config, "scale_factor_spatial", 8) or 8)
         self.vae_scale_temporal = int(getattr(vae.config, "scale_factor_temporal", 4) or 4)
 
@@ -248,13 +254,21 @@ class ReactIDPipeline(DiffusionPipeline):
                  cancel_event: threading.Event | None = None, progress: bool = True, segment_seconds: float | None = None,
                  overlap_latent_frames: int = 2, reroll_segment: int | None = None, previous: ReactIDPipelineOutput | None = None,
                  mask_feedback: bool | str = True, binding_masks: torch.Tensor | None = None, init_video: np.ndarray | None = None,
-                 strength: float = 1.0) -> ReactIDPipelineOutput:
+                 strength: float = 1.0, binding_masks_steps: int | None = None, layout: str | None = None,
+                 layout_steps: int = DEFAULT_LAYOUT_STEPS, layout_radius: float = DEFAULT_LAYOUT_RADIUS,
+                 layout_boxes=None) -> ReactIDPipelineOutput:
         """mask_feedback sets the subject masks behind the binding labels at each denoising step: True or
         'previous' (the previous step's predicted masks, one forward per step), 'fresh' (a no-binding forward on the
         current latents first, as training's predicted binding does; one more forward per step) or False / 'none'.
         binding_masks [S, N] (each subject's share of each video token, in the transformer's token order) replaces
         them at every step: masks known beforehand, e.g. drawn by a person or, in benchmarks, the truth's, to
         measure how much the predicted masks cost. One window only (no segment_seconds).
+        binding_masks_steps K: binding_masks bind only the first K denoising steps (where the layout is decided),
+        then mask_feedback's masks take over (None: every step).
+        layout ('columns' or 'boxes', model/layout.py): a start layout binds the first layout_steps steps instead:
+        subject i in the i-th of S columns at mid-height (a disc of layout_radius of the frame's shorter side), or
+        layout_boxes, one (x0, y0, x1, y1) box per subject in fractions of the frame. None: the model decides.
+        With segment_seconds the layout binds the first window; later windows continue from its overlap.
         init_video (uint8 [F, H, W, 3], the timeline's frame count and size) with strength s in (0, 1]: redraw a clip
         instead of drawing from noise (diffusers' video-to-video): its latents are noised to the schedule's level at
         the last s of the steps and only those steps run; s 1 ignores the clip's content. One window only."""
@@ -269,8 +283,18 @@ class ReactIDPipeline(DiffusionPipeline):
             self._segmenting = False
         if reroll_segment is not None and previous is None:
             raise ValueError("reroll_segment needs previous= (the output whose segment is re-rolled)")
+        if binding_masks is not None and layout is not None:
+            raise ValueError("give binding_masks or a layout, not both")
         if binding_masks is not None:
             binding_masks = self._check_binding_masks(binding_masks, timeline, height, width, segment_seconds)
+        layout_pixels = None
+        if layout is not None:
+            if not (isinstance(layout_steps, int) and layout_steps >= 0):
+                raise ValueError(f"layout_steps must be a whole number of steps >= 0, got {layout_steps!r}")
+            layout_pixels = layout_pixel_masks(layout, len(timeline.subjects), height, width, layout_radius, layout_boxes)
+            binding_masks_steps = layout_steps
+        if binding_masks_steps is not None and not (isinstance(binding_masks_steps, int) and binding_masks_steps >= 0):
+            raise ValueError(f"binding_masks_steps must be a whole number of steps >= 0, got {binding_masks_steps!r}")
         init_latents = None
         if init_video is not None:
             init_latents = self.encode_video(self._check_init_video(init_video, strength, timeline, height, width, segment_seconds))
@@ -324,10 +348,13 @@ class ReactIDPipeline(DiffusionPipeline):
                 if wi > 0 and overlap_latent_frames > 0 and prev_video is not None:
                     n_ctx_frames = TIME_COMPRESSION * (overlap_latent_frames - 1) + 1
                     ctx_latents = self.encode_video(prev_video[:, :, -n_ctx_frames:])
+                window_masks = binding_masks
+                if layout_pixels is not None:  # the layout places the subjects in the first window; later ones continue it
+                    window_masks = self._layout_tokens(layout_pixels, sub, height, width) if wi == 0 else None
                 frames_t, masks_t = self._denoise(
                     sub, ref_feats, prompt_emb, neg_emb, height, width, num_inference_steps, guidance_scale, seeds[wi],
-                    ctx_latents, callback_on_step_end, cancel_event, bar, wi * num_inference_steps, mask_feedback, binding_masks,
-                    init_latents, strength)
+                    ctx_latents, callback_on_step_end, cancel_event, bar, wi * num_inference_steps, mask_feedback, window_masks,
+                    init_latents, strength, binding_masks_steps)
                 last_latents = self._last_latents
                 video = frames_t  # [1, 3, F, H, W] in [-1, 1]
                 start = n_ctx_frames if wi > 0 else 0
@@ -350,7 +377,8 @@ class ReactIDPipeline(DiffusionPipeline):
         return torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
 
     def _denoise(self, timeline: Timeline, ref_feats, prompt_emb, neg_emb, height, width, steps, guidance, seed, ctx_latents,
-                 callback, cancel_event, bar, step_offset, mask_feedback, binding_masks=None, init_latents=None, strength=1.0):
+                 callback, cancel_event, bar, step_offset, mask_feedback, binding_masks=None, init_latents=None, strength=1.0,
+                 binding_masks_steps=None):
         device, dtype = self.device, self.transformer.dtype
         n_lat = num_latent_frames(timeline.num_frames)
         h, w = height // self.vae_scale_spatial, width // self.vae_scale_spatial
@@ -384,10 +412,11 @@ class ReactIDPipeline(DiffusionPipeline):
                 sigma = self.scheduler.sigmas[i].to(dtype)
                 latents[:, :, :n_ctx] = (1 - sigma) * ctx_latents + sigma * noise_ctx
             tt = t.expand(1).to(device)
-            if mask_feedback == "fresh" and binding_masks is None:
+            given = binding_masks is not None and (binding_masks_steps is None or i < binding_masks_steps)
+            if mask_feedback == "fresh" and not given:
                 logits = self.transformer(latents, tt, prompt_emb, reference_features=ref_feats, timeline=tl_cond).mask_logits
                 masks = None if logits is None else torch.sigmoid(logits.float())
-            if binding_masks is not None:
+            if given:
                 bind = binding_masks
             else:
                 bind = masks if mask_feedback not in (False, "none") else None
@@ -430,6 +459,13 @@ class ReactIDPipeline(DiffusionPipeline):
         if v.dtype != np.uint8:
             raise ValueError(f"init_video must be uint8 frames (0..255), got {v.dtype}")
         return self._frames_to_tensor(v)
+
+    def _layout_tokens(self, pixels: np.ndarray, timeline: Timeline, height: int, width: int) -> torch.Tensor:
+        """[1, S, N] binding masks of a start layout for one window's timeline."""
+        p = self.transformer.config.patch_size
+        grid = (height // self.vae_scale_spatial // p[1], width // self.vae_scale_spatial // p[2])
+        tokens = layout_token_masks(pixels, num_latent_frames(timeline.num_frames) // p[0], grid)
+        return self._check_binding_masks(tokens, timeline, height, width, None)
 
     def _check_binding_masks(self, masks, timeline: Timeline, height: int, width: int, segment_seconds) -> torch.Tensor:
         if segment_seconds is not None:

@@ -106,6 +106,7 @@ class GenerationRequest:
     segment_seconds: float | None = None
     reroll_segment: int | None = None
     previous: Any = None  # ReactIDPipelineOutput whose segment is re-rolled
+    layout: str = "auto"  # start layout (model/layout.py): "auto" (the model's default_layout), "columns" or "none"
     extra: dict = field(default_factory=dict)
 
 
@@ -312,6 +313,13 @@ class Engine:
             progress=False,
             segment_seconds=segment_seconds,
         )
+        layout = req.layout
+        if layout == "auto":
+            layout = getattr(getattr(pipe, "config", None), "default_layout", None) or "none"
+        if layout not in ("columns", "none"):
+            raise ValueError(f"unknown start layout {req.layout!r}: choose auto, columns or none")
+        if layout != "none":
+            kwargs.update(layout=layout)
         if req.reroll_segment is not None:
             kwargs.update(reroll_segment=int(req.reroll_segment), previous=req.previous)
         with self._lock:

@@ -33,6 +33,10 @@ from .timeline_panel import TimelinePanel
 
 log = logging.getLogger("reactid.studio")
 REROLL_LABEL = "Re-roll (new seed)"
+# (label, value) of the start-layout menu; the values are GenerationRequest.layout's
+LAYOUT_CHOICES = [("Automatic (the model's own setting)", "auto"), ("Left to right, in subject order", "columns"),
+                  ("Free: the model decides", "none")]
+LAYOUT_VALUES = tuple(v for _, v in LAYOUT_CHOICES)
 
 
 class UserError(ValueError):
@@ -165,6 +169,9 @@ class GeneratePanel:
                     label=f"Segment length (s; 0 = automatic: one pass up to {limits.single_pass_seconds:g}s)", elem_id="rt-segment",
                 )
                 self.burn = gr.Checkbox(value=True, label="Also make a copy with each subject's current action as captions", elem_id="rt-burn")
+            # who stands where when the clip starts (model/layout.py): binds the first half of the steps
+            self.layout = fields.Dropdown(LAYOUT_CHOICES, value="auto", label="Start layout", elem_id="rt-layout",
+                                          info="Left to right: the subjects start in the order they are listed. Automatic: the model's own setting.")
 
     def results(self) -> None:
         with gr.Row(equal_height=True):
@@ -173,7 +180,7 @@ class GeneratePanel:
         self.legend = gr.Markdown("", elem_id="rt-mask-legend")
 
     def settings_components(self) -> list:
-        return [self.negative, self.steps, self.guidance, self.seed, self.randomize, self.size, self.segment, self.burn]
+        return [self.negative, self.steps, self.guidance, self.seed, self.randomize, self.size, self.segment, self.burn, self.layout]
 
     # ---- checks ----------------------------------------------------------------------------------
     def _check_doc(self, doc: dict):
@@ -191,7 +198,7 @@ class GeneratePanel:
                     raise UserError(f"subject {s.id!r} ({s.name}): reference {Path(r).name} is not available any more; add it again.")
         return tl  # a subject without actions is allowed: it is in the scene without a sub-action
 
-    def _request(self, doc, negative, steps, guidance, seed, randomize, size, segment) -> tuple[GenerationRequest, dict]:
+    def _request(self, doc, negative, steps, guidance, seed, randomize, size, segment, layout="auto") -> tuple[GenerationRequest, dict]:
         tl = self._check_doc(doc)
         try:
             steps = int(steps)
@@ -211,9 +218,12 @@ class GeneratePanel:
         min_seg = 2 * 4 / tl.fps
         if seg and not min_seg <= seg <= self.limits.single_pass_seconds:
             raise UserError(f"the segment length must be 0 (automatic) or between {min_seg:g}s and {self.limits.single_pass_seconds:g}s")
+        layout = layout or "auto"
+        if layout not in LAYOUT_VALUES:
+            raise UserError(f"the start layout must be one of {', '.join(LAYOUT_VALUES)}, got {layout!r}")
         settings = {"negative_prompt": negative or "", "steps": steps, "guidance": guidance, "seed": seed, "size": self.limits.size_label(h, w),
-                    "segment_seconds": seg or None}
-        return GenerationRequest(tl, negative or "", steps, guidance, seed, h, w, seg or None), settings
+                    "segment_seconds": seg or None, "layout": layout}
+        return GenerationRequest(tl, negative or "", steps, guidance, seed, h, w, seg or None, layout=layout), settings
 
     # ---- running ------------------------------------------------------------------------------------
     def _fail(self, message: str) -> list:
@@ -311,9 +321,9 @@ class GeneratePanel:
             None, gr.update(interactive=False),  # the new run shifts the gallery: nothing is selected
         ]
 
-    def run(self, doc, negative, steps, guidance, seed, randomize, size, segment, burn, hist, request: gr.Request = None, progress=gr.Progress()):
+    def run(self, doc, negative, steps, guidance, seed, randomize, size, segment, burn, layout, hist, request: gr.Request = None, progress=gr.Progress()):
         try:
-            req, settings = self._request(doc, negative, steps, guidance, seed, randomize, size, segment)
+            req, settings = self._request(doc, negative, steps, guidance, seed, randomize, size, segment, layout)
         except (UserError, TimelineError) as exc:
             return self._fail(f"Not generated: {exc}")
         return self._execute(req, settings, bool(burn), hist, request, progress)
@@ -343,7 +353,7 @@ class GeneratePanel:
         h, w = self.limits.parse_size(settings["size"])
         tl = Timeline.from_dict(run.timeline)
         req = GenerationRequest(tl, settings["negative_prompt"], settings["steps"], settings["guidance"], new_seed, h, w,
-                                settings.get("segment_seconds"))
+                                settings.get("segment_seconds"), layout=settings.get("layout", "auto"))
         if n > 1:
             if not run.raw or not Path(run.raw).is_file():
                 return self._fail(f"Run #{run.id}'s frames were deleted from the server (runs are kept for a day); load it and generate it again.")
@@ -397,7 +407,7 @@ class GeneratePanel:
                 return [*panel.full(doc, undo, message="That run is no longer in the history."), *unchanged, gr.skip()]
             s = run.settings
             values = [s.get("negative_prompt", ""), s.get("steps"), s.get("guidance"), s.get("seed"), False, s.get("size"),
-                      s.get("segment_seconds") or 0, s.get("burn_captions", True)]
+                      s.get("segment_seconds") or 0, s.get("burn_captions", True), s.get("layout", "auto")]
             msg = f"Loaded run #{run.id} into the editor (timeline and settings; seed {s.get('seed')} fixed)."
             shown = (f"Showing run #{run.id}: Re-roll makes it again with a new seed." if Path(run.video).is_file()
                      else f"Run #{run.id}'s videos were deleted from the server (runs are kept for a day); its timeline and settings are loaded.")

@@ -17,7 +17,7 @@ class Run:
     id: int
     created: float
     timeline: dict  # the document that was generated
-    settings: dict  # negative_prompt, steps, guidance, seed, size, segment_seconds, burn_captions
+    settings: dict  # negative_prompt, steps, guidance, seed, size, segment_seconds, burn_captions, layout
     video: str
     thumb: str
     masks: str | None = None
@@ -41,6 +41,7 @@ class Run:
             f"prompt: *{self.timeline.get('prompt', '')}*  \n"
             f"seed {s.get('seed')}, {s.get('steps')} steps, guidance {s.get('guidance')}, size {s.get('size')}, "
             f"{self.timeline.get('duration')}s{', segments of %ss' % s['segment_seconds'] if s.get('segment_seconds') else ''}"
+            f"{', start layout ' + s['layout'] if s.get('layout', 'auto') != 'auto' else ''}"
         )
 
 

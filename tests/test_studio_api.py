@@ -335,8 +335,8 @@ def test_plan_from_prompt_and_unparseable_prompt(server):
 # --------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------
-def _generate(c: Client, steps=4, seed=7, randomize=False, segment=0, burn=True):
-    return c.predict("", steps, 5.0, seed, randomize, None, segment, burn, api_name="/generate")
+def _generate(c: Client, steps=4, seed=7, randomize=False, segment=0, burn=True, layout="auto"):
+    return c.predict("", steps, 5.0, seed, randomize, None, segment, burn, layout, api_name="/generate")
 
 
 def test_generate_on_default_model_gives_playable_mp4(server, engine_info):
@@ -375,8 +375,8 @@ def test_generate_refuses_bad_input_and_keeps_serving(server):
     c.predict(api_name="/undo")
     c.predict(api_name="/undo")
     c.predict(api_name="/undo")
-    status = _generate(c, steps=2)[4]
-    assert status.startswith("Run #"), status  # the same session still generates
+    out = _generate(c, steps=2, layout="none")
+    assert out[4].startswith("Run #"), out[4]  # the same session still generates
 
 
 def test_refused_settings_give_a_clear_error_and_no_traceback(server, capfd):
@@ -387,6 +387,7 @@ def test_refused_settings_give_a_clear_error_and_no_traceback(server, capfd):
         (("", 4, -3.0, 7, False, None, 0, False), "Guidance (CFG): Value -3.0 is less than minimum value 0"),
         (("", 4, 5.0, -5, False, None, 0, False), "Seed: Value -5 is less than minimum value 0"),
         (("", 4, 5.0, 7, False, "13x17", 0, False), "Size (width x height): Value: 13x17 is not in the list of choices"),
+        (("", 4, 5.0, 7, False, None, 0, False, "grid"), "Start layout: Value: grid is not in the list of choices"),
     ):
         with pytest.raises(Exception, match=re.escape(needle)):
             c.predict(*args, api_name="/generate")
