@@ -169,7 +169,7 @@ def test_binding_masks_never_hand_the_model_the_ground_truth_unless_asked():
     gt = (torch.rand(1, 2, 80) > 0.5).float()
 
     def call(mode, none_prob=0.0):
-        fake = SimpleNamespace(cfg=SimpleNamespace(optim=SimpleNamespace(binding_masks=mode, binding_none_prob=none_prob)))
+        fake = SimpleNamespace(cfg=SimpleNamespace(optim=SimpleNamespace(binding_masks=mode, binding_none_prob=none_prob, binding_layout_prob=0.0)))
         return Trainer.binding_masks(fake, model, x, t, ctx, {"reference_features": feats}, tl, gt, torch.Generator().manual_seed(1))
 
     assert call("ground_truth") is gt
@@ -178,6 +178,32 @@ def test_binding_masks_never_hand_the_model_the_ground_truth_unless_asked():
         own = torch.sigmoid(model(x, t, ctx, reference_features=feats, timeline=tl).mask_logits)
     got = call("predicted")
     assert torch.allclose(got, own) and not torch.allclose(got, gt) and not got.requires_grad
+
+
+def test_binding_layout_binds_high_noise_samples_to_their_columns_layout():
+    """optim.binding_layout_prob: a sample at sigma >= binding_layout_sigma is bound to the 'columns' start layout of
+    its own subject count (as the first steps are at inference with a layout); the others keep their predicted masks.
+    The option needs predicted binding and is range-checked."""
+    from types import SimpleNamespace
+
+    from model.layout import layout_pixel_masks, layout_token_masks
+    from train.loop import Trainer
+
+    model = SimpleNamespace(config=SimpleNamespace(patch_size=(1, 1, 1)))
+    fake = SimpleNamespace(cfg=SimpleNamespace(height=64, width=64, optim=SimpleNamespace(binding_layout_prob=1.0, binding_layout_sigma=0.75)),
+                           model=model, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+    bind = torch.full((2, 3, 5 * 64), 0.3)
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    out = Trainer.layout_binding(fake, bind, (2, 16, 5, 8, 8), torch.tensor([0.9, 0.5]), valid, torch.Generator().manual_seed(0))
+    want = layout_token_masks(layout_pixel_masks("columns", 2, 64, 64), 5, (8, 8))
+    assert torch.equal(out[0, :2], want) and float(out[0, 2].abs().sum()) == 0.0
+    assert torch.equal(out[1], bind[1]) and torch.equal(bind, torch.full_like(bind, 0.3))  # the input is not changed
+    fake.cfg.optim.binding_layout_prob = 0.0
+    assert torch.equal(Trainer.layout_binding(fake, bind, (2, 16, 5, 8, 8), torch.tensor([0.9, 0.9]), valid, torch.Generator()), bind)
+    with pytest.raises(Exception, match="needs optim.binding_masks 'predicted'"):
+        load_config(TINY, {"optim": {"binding_layout_prob": 0.5, "binding_masks": "ground_truth"}})
+    with pytest.raises(Exception, match="binding_layout_sigma"):
+        load_config(TINY, {"optim": {"binding_layout_sigma": 1.5}})
 
 
 def test_sigma_shift_moves_training_noise_towards_where_a_shifted_sampler_spends_its_steps():

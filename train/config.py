@@ -120,6 +120,10 @@ class OptimConfig:
     # 'ground_truth' (the paper's reading) | 'predicted' (the model's own, as at inference) | 'none'
     binding_masks: str = "ground_truth"
     binding_none_prob: float = 0.25  # 'predicted': share of steps with no masks at all (the first denoising step)
+    # 'predicted': share of the samples at sigma >= binding_layout_sigma bound with the 'columns' start layout instead
+    # (model/layout.py), as the first steps are at inference when a layout is given (0 = never)
+    binding_layout_prob: float = 0.0
+    binding_layout_sigma: float = 0.75
     mixed_precision: str = "no"  # 'no' | 'bf16' | 'fp16' (accelerate)
     gradient_checkpointing: bool = False
     train_base: bool = True  # False: train only ReactID's new modules (fine-tuning a real Wan)
@@ -193,6 +197,12 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.binding_masks", f"must be 'ground_truth', 'predicted' or 'none', got {o.binding_masks!r}")
     if not 0 <= o.binding_none_prob <= 1:
         bad("optim.binding_none_prob", f"must be in [0, 1], got {o.binding_none_prob!r}")
+    if not (isinstance(o.binding_layout_prob, (int, float)) and 0 <= o.binding_layout_prob <= 1):
+        bad("optim.binding_layout_prob", f"must be in [0, 1], got {o.binding_layout_prob!r}")
+    if not (isinstance(o.binding_layout_sigma, (int, float)) and 0 <= o.binding_layout_sigma <= 1):
+        bad("optim.binding_layout_sigma", f"must be in [0, 1], got {o.binding_layout_sigma!r}")
+    if o.binding_layout_prob > 0 and o.binding_masks != "predicted":
+        bad("optim.binding_layout_prob", "a start layout replaces predicted masks: needs optim.binding_masks 'predicted'")
     shifts = o.sigma_shift if isinstance(o.sigma_shift, list) else [o.sigma_shift]
     if not shifts or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in shifts):
         bad("optim.sigma_shift", f"must be a number > 0 or a non-empty list of them, got {o.sigma_shift!r}")

@@ -311,7 +311,7 @@ class Trainer:
         prompts = self.prompt_embeds[torch.as_tensor(plan.indices)]
         return lat, torch.stack(refs), torch.stack(ref_subj), torch.stack(ref_text), torch.stack(masks), tl, prompts
 
-    def binding_masks(self, model, x_t, timestep, prompts, refs: dict, tl, gt_masks, g: torch.Generator):
+    def binding_masks(self, model, x_t, timestep, prompts, refs: dict, tl, gt_masks, g: torch.Generator, refs_valid=None):
         """The subject masks that set the binding labels this step (optim.binding_masks).
 
         'ground_truth' (the paper's reading): the clip's own masks. They tell the model where every subject
@@ -327,7 +327,31 @@ class Trainer:
             return None
         with torch.no_grad():
             pre = model(x_t, timestep, prompts, timeline=tl, subject_masks=None, **refs)
-        return None if pre.mask_logits is None else torch.sigmoid(pre.mask_logits.float()).detach()
+        if pre.mask_logits is None:
+            return None
+        bind = torch.sigmoid(pre.mask_logits.float()).detach()
+        if self.cfg.optim.binding_layout_prob > 0:
+            bind = self.layout_binding(bind, x_t.shape, timestep / 1000, refs_valid, g)
+        return bind
+
+    def layout_binding(self, bind: torch.Tensor, latent_shape, sigma: torch.Tensor, valid: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """optim.binding_layout_prob: samples at sigma >= binding_layout_sigma are bound, with that probability, to the
+        'columns' start layout of their subject count (model/layout.py), as the first steps are at inference."""
+        from model.layout import layout_pixel_masks, layout_token_masks
+
+        o = self.cfg.optim
+        p = self.accelerator.unwrap_model(self.model).config.patch_size
+        grid = (latent_shape[2] // p[0], latent_shape[3] // p[1], latent_shape[4] // p[2])
+        pick = (torch.rand(bind.shape[0], generator=g) < o.binding_layout_prob).to(sigma.device) & (sigma >= o.binding_layout_sigma)
+        out = bind.clone()
+        for b in torch.nonzero(pick).flatten().tolist():
+            n = int(valid[b].sum())
+            if n == 0:
+                continue
+            px = layout_pixel_masks("columns", n, self.cfg.height, self.cfg.width)
+            out[b] = 0
+            out[b, :n] = layout_token_masks(px, grid[0], grid[1:]).to(out)
+        return out
 
     def train_step(self, plan: StepPlan) -> dict:
         cfg = self.cfg.optim
@@ -356,7 +380,8 @@ class Trainer:
                 ref_kw = {"reference_features": unwrapped.encode_references(*ref_args)}
             # the timeline is dropped with the prompt (as in the negative branch at inference)
             tl = tl.dropped(drop).to(dev)
-            bind = self.binding_masks(model, x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), ref_kw, tl, masks.to(dev), g)
+            bind = self.binding_masks(model, x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), ref_kw, tl, masks.to(dev), g,
+                                      refs_valid=ref_subj >= 0)
             out = model(x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), timeline=tl, subject_masks=bind, **ref_kw)
             weight = None
             if cfg.fg_loss_weight > 0:
