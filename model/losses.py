@@ -41,6 +41,23 @@ def flow_matching_loss(pred: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor
     return (se * w).sum() / w.sum().clamp_min(1e-12)
 
 
+def temporal_difference_loss(pred: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor, weight: torch.Tensor | None = None,
+                             skip_first: bool = True) -> torch.Tensor:
+    """Mean square of the velocity error's change between neighbouring latent frames: the part of the error that
+    differs from frame to frame (a subject whose outline wobbles), where the flow loss counts a steady error and a
+    flickering one alike. [B, C, F, H, W]; `weight` as for flow_matching_loss (taken at the later frame of each pair);
+    skip_first leaves out the pair with the lone first latent frame, which is drawn apart from the rest."""
+    e = pred.float() - flow_matching_target(noise, x0).float()
+    a = 1 if skip_first else 0
+    if e.shape[2] - a < 2:
+        raise ValueError(f"a temporal difference needs two latent frames after the first, got {e.shape[2]} frames")
+    d = (e[:, :, a + 1:] - e[:, :, a:-1]).pow(2)
+    if weight is None:
+        return d.mean()
+    w = weight.to(d.dtype).expand_as(e)[:, :, a + 1:]
+    return (d * w).sum() / w.sum().clamp_min(1e-12)
+
+
 def channel_loss_weight(latents_std, power: float) -> torch.Tensor:
     """Per-channel flow loss weight [1, C, 1, 1, 1] = std_c ** power, scaled to mean 1.
 

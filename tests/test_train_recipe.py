@@ -332,3 +332,27 @@ def test_trainer_weighs_the_flow_loss_by_channel_only_when_asked(tmp_path):
         first_flow(1.0, [1.0, 2.0])
     with pytest.raises(Exception, match="channel_loss_power"):
         load_config(TINY, {"optim": {"channel_loss_power": -1}})
+
+
+def test_temporal_difference_loss_counts_only_the_error_that_changes_between_frames():
+    from model.losses import flow_matching_loss, flow_matching_target, temporal_difference_loss
+
+    torch.manual_seed(0)
+    noise, x0 = torch.randn(2, 4, 6, 3, 3), torch.randn(2, 4, 6, 3, 3)
+    target = flow_matching_target(noise, x0)
+    steady = torch.randn(2, 4, 1, 3, 3).expand(-1, -1, 6, -1, -1)  # the same error in every frame
+    assert float(temporal_difference_loss(target + steady, noise, x0)) == pytest.approx(0.0, abs=1e-10)
+    assert float(flow_matching_loss(target + steady, noise, x0)) > 0.1  # the flow loss counts it
+    flicker = 0.5 * (-1.0) ** torch.arange(6).view(1, 1, 6, 1, 1) * torch.ones(2, 4, 6, 3, 3)  # +-0.5, frame to frame
+    assert float(temporal_difference_loss(target + flicker, noise, x0)) == pytest.approx(1.0)  # (0.5 + 0.5)^2
+    first_only = torch.zeros(2, 4, 6, 3, 3)
+    first_only[:, :, 0] = 3.0  # the lone first latent frame is left out by default
+    assert float(temporal_difference_loss(target + first_only, noise, x0)) == 0.0
+    assert float(temporal_difference_loss(target + first_only, noise, x0, skip_first=False)) > 0
+    w = torch.zeros(1, 1, 6, 1, 1)
+    w[:, :, 3] = 1.0  # only the pair (2, 3) counts
+    assert float(temporal_difference_loss(target + flicker, noise, x0, w)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="two latent frames after the first"):
+        temporal_difference_loss(target[:, :, :2], noise[:, :, :2], x0[:, :, :2])
+    with pytest.raises(Exception, match="temporal_loss_weight"):
+        load_config(TINY, {"optim": {"temporal_loss_weight": -1}})

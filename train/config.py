@@ -123,6 +123,8 @@ class OptimConfig:
     # 'predicted': share of the samples at sigma >= binding_layout_sigma bound with the 'columns' start layout instead
     # (model/layout.py), as the first steps are at inference when a layout is given (0 = never)
     binding_layout_prob: float = 0.0
+    # weight of model/losses.py temporal_difference_loss (the velocity error's change between latent frames; 0 = off)
+    temporal_loss_weight: float = 0.0
     binding_layout_sigma: float = 0.75
     mixed_precision: str = "no"  # 'no' | 'bf16' | 'fp16' (accelerate)
     gradient_checkpointing: bool = False
@@ -199,6 +201,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.binding_none_prob", f"must be in [0, 1], got {o.binding_none_prob!r}")
     if not (isinstance(o.binding_layout_prob, (int, float)) and 0 <= o.binding_layout_prob <= 1):
         bad("optim.binding_layout_prob", f"must be in [0, 1], got {o.binding_layout_prob!r}")
+    if not (isinstance(o.temporal_loss_weight, (int, float)) and not isinstance(o.temporal_loss_weight, bool) and 0 <= o.temporal_loss_weight <= 10):
+        bad("optim.temporal_loss_weight", f"must be a number in [0, 10], got {o.temporal_loss_weight!r}")
     if not (isinstance(o.binding_layout_sigma, (int, float)) and 0 <= o.binding_layout_sigma <= 1):
         bad("optim.binding_layout_sigma", f"must be in [0, 1], got {o.binding_layout_sigma!r}")
     if o.binding_layout_prob > 0 and o.binding_masks != "predicted":

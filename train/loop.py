@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from model.conditioning import build_timeline_conditioning
 from model.rope import binding_recall
-from model.losses import add_flow_noise, channel_loss_weight, flow_matching_loss, focal_loss, foreground_loss_weight
+from model.losses import add_flow_noise, channel_loss_weight, flow_matching_loss, focal_loss, foreground_loss_weight, temporal_difference_loss
 from model.timeline import Timeline
 from model.transformer import ReactIDTransformer
 
@@ -400,12 +400,18 @@ class Trainer:
                 if out.mask_logits is not None:
                     fl = fl * dp.global_share(self.accelerator, valid.expand(out.mask_logits.shape).sum(), 1.0)
             loss = fm + cfg.mask_loss_weight * fl
+            td = None
+            if cfg.temporal_loss_weight > 0:  # the error's change between latent frames (a wobbling outline)
+                td = temporal_difference_loss(out.sample, noise.to(dev), lat.to(dev), weight)
+                loss = loss + cfg.temporal_loss_weight * td
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         gn = self.accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         stats = {"loss": loss.item(), "flow": fm.item(), "focal": fl.item(), "grad_norm": float(gn)}
+        if td is not None:
+            stats["temporal"] = td.item()
         # share of true subject tokens the binding labels reach (docs/MODEL.md); one process only, since a process
         # whose share has no subject token has no value, and the stats averaged over processes must have the same keys
         if out.mask_logits is not None and self.accelerator.num_processes == 1:
