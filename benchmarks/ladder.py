@@ -63,6 +63,14 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=shift)
+    # how long given masks bind: the oracle's for mask_steps steps, or a start layout (its own defaults unless told)
+    given_kw = {"binding_masks_steps": mask_steps}
+    if layout:
+        given_kw = {"layout": layout}
+        if mask_steps is not None:
+            given_kw["layout_steps"] = mask_steps
+        if layout_radius is not None:
+            given_kw["layout_radius"] = layout_radius
     own, control, ident_control, found, times, videos, truth_moves, starts, truth_scores = [], [], [], [], [], [], [], [], []
     for i, clip in enumerate(clips):
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
@@ -73,9 +81,7 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=i, progress=False,
                    mask_feedback="previous" if oracle else mask_feedback,
                    binding_masks=true_token_masks(pipe, clip, mask_feedback == "oracle_start") if oracle else None,
-                   binding_masks_steps=mask_steps, layout=layout,
-                   **({"layout_steps": mask_steps} if layout and mask_steps is not None else {}),
-                   **({"layout_radius": layout_radius} if layout and layout_radius is not None else {}))
+                   **given_kw)
         times.append(time.perf_counter() - t0)
         ref_imgs = [r[0] for r in clip.references_intra]
         gen_tracks, true_tracks = track_subjects(out.frames, ref_imgs), track_subjects(clip.frames, ref_imgs)

@@ -6,6 +6,7 @@ import torch
 
 from model.layout import LayoutError, column_boxes, layout_pixel_masks, layout_token_masks
 from model.timeline import example_timeline, num_latent_frames
+from tests.mask_spy import recording_subject_masks
 
 
 def _centre(mask):
@@ -51,18 +52,8 @@ def test_token_masks_are_each_tokens_share_and_the_same_in_every_latent_frame():
 
 
 def _record(pipe, tl, refs, **kwargs):
-    seen = []
-    orig = pipe.transformer.forward
-
-    def spy(*args, **kw):
-        seen.append(kw.get("subject_masks"))
-        return orig(*args, **kw)
-
-    pipe.transformer.forward = spy
-    try:
+    with recording_subject_masks(pipe) as seen:
         out = pipe(tl, refs, seed=0, num_inference_steps=4, guidance_scale=1.0, progress=False, **kwargs)
-    finally:
-        del pipe.transformer.forward
     return out, seen
 
 
@@ -87,19 +78,9 @@ def test_a_layout_binds_the_first_steps_then_the_predicted_masks_take_over(tiny_
 
 def test_a_layout_binds_only_the_first_window_of_a_segmented_video(tiny_pipe, two_subject_refs):
     tl = example_timeline()
-    seen = []
-    orig = tiny_pipe.transformer.forward
-
-    def spy(*args, **kw):
-        seen.append(kw.get("subject_masks"))
-        return orig(*args, **kw)
-
-    tiny_pipe.transformer.forward = spy
-    try:
+    with recording_subject_masks(tiny_pipe) as seen:
         out = tiny_pipe(tl, two_subject_refs, seed=1, segment_seconds=2.0, num_inference_steps=2, guidance_scale=1.0,
                         progress=False, layout="columns", layout_steps=1)
-    finally:
-        del tiny_pipe.transformer.forward
     assert len(out.segments) == 3 and len(seen) == 6
     assert seen[0] is not None and seen[2] is None and seen[4] is None  # each later window starts unbound
 
@@ -127,20 +108,9 @@ def test_the_studio_engine_uses_the_models_default_layout_unless_told_otherwise(
     pipe = engine.pipe
     assert pipe.config.default_layout == "columns"
     tl = Timeline.from_dict(initial_document(engine.limits().fps))
-    first = {}
-    orig = pipe.transformer.forward
-
-    def spy(*args, **kw):
-        first.setdefault("masks", kw.get("subject_masks"))
-        return orig(*args, **kw)
-
-    pipe.transformer.forward = spy
-    try:
-        for layout, bound in (("auto", True), ("none", False), ("columns", True)):
-            first.clear()
+    for layout, bound in (("auto", True), ("none", False), ("columns", True)):
+        with recording_subject_masks(pipe) as seen:
             engine.generate(GenerationRequest(tl, steps=1, seed=0, guidance=1.0, layout=layout))
-            assert (first["masks"] is not None) == bound, layout
-        with pytest.raises(ValueError, match="unknown start layout 'grid'"):
-            engine.generate(GenerationRequest(tl, steps=1, seed=0, layout="grid"))
-    finally:
-        del pipe.transformer.forward
+        assert (seen[0] is not None) == bound, layout
+    with pytest.raises(ValueError, match="unknown start layout 'grid'"):
+        engine.generate(GenerationRequest(tl, steps=1, seed=0, layout="grid"))

@@ -15,6 +15,7 @@ from model.tiny import flow_scheduler, tiny_text_encoder, tiny_tokenizer, tiny_t
 from model.transformer import ReactIDTransformer
 from model.video import export_mp4, probe_video, read_video
 from model.weights import CheckpointMismatch, load_reactid_weights, save_reactid_weights
+from tests.mask_spy import recording_subject_masks
 
 FAST = dict(num_inference_steps=2, guidance_scale=3.0, progress=False)
 
@@ -36,18 +37,8 @@ def test_same_seed_same_video_other_seed_other_video(tiny_pipe, two_subject_refs
 
 def _run_recording_binding_masks(pipe, timeline, refs, **kwargs):
     """Generate 3 steps without guidance; returns (output, the subject_masks each transformer forward got)."""
-    seen = []
-    orig = pipe.transformer.forward
-
-    def spy(*args, **kw):
-        seen.append(kw.get("subject_masks"))
-        return orig(*args, **kw)
-
-    pipe.transformer.forward = spy
-    try:
+    with recording_subject_masks(pipe) as seen:
         out = pipe(timeline, refs, seed=0, num_inference_steps=3, guidance_scale=1.0, progress=False, **kwargs)
-    finally:
-        del pipe.transformer.forward
     return out, seen
 
 
