@@ -89,13 +89,22 @@ def main(argv=None) -> int:
         (out / "curriculum.json").write_text(json.dumps(trainer.curriculum.schedule_description(), indent=2) + "\n")
     result = trainer.run(resume=args.resume, max_steps=args.max_steps, stop_flag=out / "STOP", save_flag=out / "SAVE")
     final = trainer.final_model() if args.export else None  # FSDP: gathered by every process
-    if not main_process:
-        return 0
-    log_line(log_path, {"event": "done", "step": result["step"], "seconds": round(time.time() - t0, 1)})
-    if args.export:
-        export_pipeline(cfg, final, vae, Path(args.export), text_len=next(iter(cache["text"].values()))[0].shape[0])
-        log_line(log_path, {"event": "exported", "path": args.export})
+    if main_process:
+        log_line(log_path, {"event": "done", "step": result["step"], "seconds": round(time.time() - t0, 1)})
+        if args.export:
+            export_pipeline(cfg, final, vae, Path(args.export), text_len=next(iter(cache["text"].values()))[0].shape[0])
+            log_line(log_path, {"event": "exported", "path": args.export})
+    _end_processes(state)
     return 0
+
+
+def _end_processes(state) -> None:
+    """Several processes: wait for the main one's export, then close the process group. A process that simply
+    exited with its gloo group open was sometimes aborted at exit ('terminate called without an active exception'),
+    which failed the whole launch after the training itself had finished."""
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()  # accelerate's: only a group that is open
 
 
 def _vae(cfg, out: Path, log_path: Path):
