@@ -53,7 +53,7 @@ def _found_share(frames, clip) -> float:
 
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
           shift: float | None = None, mask_steps: int | None = None, layout: str | None = None,
-          layout_radius: float | None = None) -> dict:
+          layout_radius: float | None = None, first_frame_guidance: float | None = None) -> dict:
     from evaluation.paired import scene_record
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects
@@ -71,6 +71,8 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
             given_kw["layout_steps"] = mask_steps
         if layout_radius is not None:
             given_kw["layout_radius"] = layout_radius
+    if first_frame_guidance is not None:
+        given_kw["first_frame_guidance"] = first_frame_guidance
     own, control, ident_control, found, times, videos, truth_moves, starts, truth_scores = [], [], [], [], [], [], [], [], []
     for i, clip in enumerate(clips):
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
@@ -101,6 +103,9 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     row = summarize(own)
     # per scene, each metric's value and weight: what benchmarks/compare_models.py resamples for its intervals
     row["per_scene"] = [scene_record(sc) for sc in own]
+    for rec, sc in zip(row["per_scene"], own):  # each scored action as read, for looking into the confusions
+        rec["actions"] = [{k: r.get(k) for k in ("subject", "commanded", "observed", "f0", "f1", "moved_px", "log_area", "bound")}
+                          for r in sc.actions if r["scored"]]
     ctrl = summarize(control) if control else {}
     row["found"] = float(np.mean(found))
     # motion amplitude: median pixels moved in the commanded direction over the scenes' translations
@@ -201,8 +206,10 @@ def main() -> int:
     ap.add_argument("--no-ceiling", action="store_true")
     ap.add_argument("--mask-steps", type=int, default=None,
                     help="given binding masks (oracle, oracle_start, --layout) bind only the first K denoising steps")
-    ap.add_argument("--layout", choices=["columns"], help="a start layout binds the first steps (model/layout.py)")
+    ap.add_argument("--layout", choices=["columns", "paths"], help="a start layout binds the first steps (model/layout.py)")
     ap.add_argument("--layout-radius", type=float, help="the columns layout's disc radius, a fraction of the frame side")
+    ap.add_argument("--first-frame-guidance", type=float,
+                    help="CFG scale of the lone first latent frame (default: the export's first_frame_guidance, else --guidance)")
     ap.add_argument("--mask-feedback", default="previous", choices=["previous", "fresh", "none", "oracle", "oracle_start"],
                     help="binding masks at each step: the previous step's (default), a fresh no-binding pass, none, or "
                          "oracle (the truth's masks: how much the predicted masks cost, motion given away) or "
@@ -218,7 +225,8 @@ def main() -> int:
         key, _, value = kv.partition("=")
         world[key] = yaml.safe_load(value)
     clips = held_out(args.n, world)
-    row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback, args.shift, args.mask_steps, args.layout, args.layout_radius)
+    row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback, args.shift, args.mask_steps, args.layout, args.layout_radius,
+                args.first_frame_guidance)
     if not args.no_ceiling:
         row["ceiling"] = ceiling(args.export, clips)
     if args.sensitivity:

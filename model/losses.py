@@ -58,6 +58,21 @@ def temporal_difference_loss(pred: torch.Tensor, noise: torch.Tensor, x0: torch.
     return (d * w).sum() / w.sum().clamp_min(1e-12)
 
 
+def first_frame_loss_weight(weight: torch.Tensor | None, latents_shape, gain: float) -> torch.Tensor | None:
+    """`weight` (or ones, broadcastable to [B, C, F, H, W] latents) with the lone first latent frame's share
+    multiplied by `gain`. That frame is 1 of F latent frames (1/9 of the tokens of a 4 s clip at 8 fps) and has its
+    own latent space (model/framevae.py first_frame 'own'), so the plain mean leaves it drawn worst: the shipped
+    model drew its sprites 30% smaller there than in the frames after, and the sprite benchmark read a move that
+    starts at frame 0 as 'grow'. gain 1: `weight` unchanged."""
+    if gain == 1.0:
+        return weight
+    B, C, F, H, W = latents_shape
+    w = torch.ones(1, 1, F, 1, 1) if weight is None else weight.float()
+    w = w.expand(*w.shape[:2], F, *w.shape[3:]).clone()
+    w[:, :, 0] = w[:, :, 0] * gain
+    return w
+
+
 def channel_loss_weight(latents_std, power: float) -> torch.Tensor:
     """Per-channel flow loss weight [1, C, 1, 1, 1] = std_c ** power, scaled to mean 1.
 

@@ -64,6 +64,7 @@ class Limits:
     max_frames: int  # frames generated in one pass
     default_steps: int
     max_steps: int = 100
+    default_guidance: float = 5.0  # the model's `default_guidance_scale` (reactid_pipeline.json), else Wan's 5
     sizes: tuple[tuple[int, int], ...] = ()
 
     @property
@@ -106,7 +107,7 @@ class GenerationRequest:
     segment_seconds: float | None = None
     reroll_segment: int | None = None
     previous: Any = None  # ReactIDPipelineOutput whose segment is re-rolled
-    layout: str = "auto"  # start layout (model/layout.py): "auto" (the model's default_layout), "columns" or "none"
+    layout: str = "auto"  # start layout (model/layout.py): "auto" (the model's default_layout), "paths", "columns" or "none"
     extra: dict = field(default_factory=dict)
 
 
@@ -242,7 +243,9 @@ class Engine:
                 if cand not in sizes and cand[0] % multiple == 0 and cand[1] % multiple == 0:
                     sizes.append(cand)
         steps = self._default_steps or int(getattr(pipe, "default_num_inference_steps", 0) or (20 if self.is_default else 50))
-        return Limits(h, w, fps, int(pipe.max_subjects), max_refs, multiple, max_frames, steps, sizes=tuple(sizes))
+        guidance = getattr(cfg, "default_guidance_scale", None) or (cfg.get("default_guidance_scale") if isinstance(cfg, dict) else None)
+        return Limits(h, w, fps, int(pipe.max_subjects), max_refs, multiple, max_frames, steps, sizes=tuple(sizes),
+                      default_guidance=float(guidance) if guidance is not None else 5.0)
 
     def describe(self) -> str:
         if self.unavailable:
@@ -316,8 +319,8 @@ class Engine:
         layout = req.layout
         if layout == "auto":
             layout = getattr(getattr(pipe, "config", None), "default_layout", None) or "none"
-        if layout not in ("columns", "none"):
-            raise ValueError(f"unknown start layout {req.layout!r}: choose auto, columns or none")
+        if layout not in ("columns", "paths", "none"):
+            raise ValueError(f"unknown start layout {req.layout!r}: choose auto, paths, columns or none")
         if layout != "none":
             kwargs.update(layout=layout)
         if req.reroll_segment is not None:

@@ -34,8 +34,9 @@ from .timeline_panel import TimelinePanel
 log = logging.getLogger("reactid.studio")
 REROLL_LABEL = "Re-roll (new seed)"
 # (label, value) of the start-layout menu; the values are GenerationRequest.layout's
-LAYOUT_CHOICES = [("Automatic (the model's own setting)", "auto"), ("Left to right, in subject order", "columns"),
-                  ("Free: the model decides", "none")]
+LAYOUT_CHOICES = [("Automatic (the model's own setting)", "auto"),
+                  ("Left to right, each on the path its captions say", "paths"),
+                  ("Left to right, in subject order", "columns"), ("Free: the model decides", "none")]
 LAYOUT_VALUES = tuple(v for _, v in LAYOUT_CHOICES)
 
 
@@ -160,7 +161,7 @@ class GeneratePanel:
                 self.size = fields.Dropdown(limits.size_choices(), value=limits.size_choices()[0], label="Size (width x height)", scale=1, elem_id="rt-size")
             with gr.Row():
                 self.steps = fields.Slider(1, limits.max_steps, value=limits.default_steps, step=1, label="Steps", elem_id="rt-steps")
-                self.guidance = fields.Slider(0.0, 15.0, value=5.0, step=0.5, label="Guidance (CFG)", elem_id="rt-guidance")
+                self.guidance = fields.Slider(0.0, 15.0, value=limits.default_guidance, step=0.5, label="Guidance (CFG)", elem_id="rt-guidance")
                 self.seed = fields.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="rt-seed")
                 self.randomize = gr.Checkbox(value=True, label="Random seed", elem_id="rt-randomize")
             with gr.Row():
@@ -169,9 +170,10 @@ class GeneratePanel:
                     label=f"Segment length (s; 0 = automatic: one pass up to {limits.single_pass_seconds:g}s)", elem_id="rt-segment",
                 )
                 self.burn = gr.Checkbox(value=True, label="Also make a copy with each subject's current action as captions", elem_id="rt-burn")
-            # who stands where when the clip starts (model/layout.py): binds the first half of the steps
+            # who stands where, and for paths where each goes (model/layout.py): binds the first steps
             self.layout = fields.Dropdown(LAYOUT_CHOICES, value="auto", label="Start layout", elem_id="rt-layout",
-                                          info="Left to right: the subjects start in the order they are listed. Automatic: the model's own setting.")
+                                          info="Left to right: the subjects start in the order they are listed; on a path each is "
+                                               "also led the way its captions say for the first steps. Automatic: the model's own setting.")
 
     def results(self) -> None:
         with gr.Row(equal_height=True):

@@ -274,6 +274,42 @@ def test_negative_branch_is_the_caption_dropped_branch_training_saw(tiny_pipe, t
     assert neg.spans.shape == cond.spans.shape  # same layout: only the captions are gone
 
 
+def test_first_frame_guidance_sets_the_scale_of_the_first_latent_frame_only(tiny_pipe, two_subject_refs):
+    """What the scheduler steps with is unc + g * (cond - unc), with g = first_frame_guidance on the lone first latent
+    frame and guidance_scale on the others; the export's first_frame_guidance is the default."""
+    outs, preds = [], []
+    orig_fwd, orig_step = tiny_pipe.transformer.forward, tiny_pipe.scheduler.step
+
+    def fwd(*args, **kwargs):
+        out = orig_fwd(*args, **kwargs)
+        outs.append(out.sample.clone())
+        return out
+
+    def step(pred, *args, **kwargs):
+        preds.append(pred.clone())
+        return orig_step(pred, *args, **kwargs)
+
+    tiny_pipe.transformer.forward, tiny_pipe.scheduler.step = fwd, step
+    try:
+        a = tiny_pipe(example_timeline(), two_subject_refs, seed=0, first_frame_guidance=1.0, **FAST)
+    finally:
+        del tiny_pipe.transformer.forward, tiny_pipe.scheduler.step
+    assert len(outs) == 4 and len(preds) == 2
+    cond, unc = outs[0], outs[1]
+    assert torch.allclose(preds[0][:, :, 0], cond[:, :, 0])  # scale 1: the conditional prediction alone
+    assert torch.allclose(preds[0][:, :, 1:], unc[:, :, 1:] + 3.0 * (cond[:, :, 1:] - unc[:, :, 1:]), atol=1e-6)
+    same = tiny_pipe(example_timeline(), two_subject_refs, seed=0, first_frame_guidance=3.0, **FAST)
+    plain = tiny_pipe(example_timeline(), two_subject_refs, seed=0, **FAST)
+    assert np.array_equal(same.frames, plain.frames) and not np.array_equal(a.frames, plain.frames)
+    tiny_pipe.register_to_config(first_frame_guidance=1.0)  # an export that names it makes it the default
+    try:
+        assert np.array_equal(tiny_pipe(example_timeline(), two_subject_refs, seed=0, **FAST).frames, a.frames)
+    finally:
+        tiny_pipe.register_to_config(first_frame_guidance=None)
+    with pytest.raises(ValueError, match="first_frame_guidance must be a number"):
+        tiny_pipe(example_timeline(), two_subject_refs, seed=0, first_frame_guidance=-1, **FAST)
+
+
 def test_redraw_from_an_init_video_starts_at_the_strengths_noise_level(tiny_pipe, two_subject_refs):
     """init_video + strength (video-to-video): the clip's latents noised to the level where the last `strength` of
     the schedule starts, and only those steps run; strength 1 is the plain generation; bad input is refused."""

@@ -281,6 +281,8 @@ def test_generate_shows_a_playable_mp4(page):
     open_settings(page)
     # the start layout menu (model/layout.py) offers the model's own setting first
     assert page.locator("#rt-layout input").input_value() == "Automatic (the model's own setting)"
+    # the guidance starts at the shipped model's own default_guidance_scale (3), not Wan's 5
+    assert float(page.locator("#rt-guidance input[type=number]").input_value()) == 3.0
     set_number(page, "rt-steps", 4)
     page.locator("#rt-generate").click()
     page.wait_for_function("() => (document.querySelector('#rt-status') || {}).innerText && document.querySelector('#rt-status').innerText.includes('Run #1')", timeout=120_000)

@@ -356,3 +356,23 @@ def test_temporal_difference_loss_counts_only_the_error_that_changes_between_fra
         temporal_difference_loss(target[:, :, :2], noise[:, :, :2], x0[:, :, :2])
     with pytest.raises(Exception, match="temporal_loss_weight"):
         load_config(TINY, {"optim": {"temporal_loss_weight": -1}})
+
+
+def test_first_frame_loss_weight_multiplies_only_the_lone_first_latent_frame():
+    from model.losses import first_frame_loss_weight, flow_matching_loss, flow_matching_target
+
+    torch.manual_seed(0)
+    noise, x0 = torch.randn(2, 4, 5, 3, 3), torch.randn(2, 4, 5, 3, 3)
+    target = flow_matching_target(noise, x0)
+    err = torch.zeros(2, 4, 5, 3, 3)
+    err[:, :, 0] = 1.0  # an error of 1 in the first latent frame only
+    assert first_frame_loss_weight(None, err.shape, 1.0) is None
+    w = first_frame_loss_weight(None, err.shape, 4.0)
+    assert w.shape == (1, 1, 5, 1, 1) and w.flatten().tolist() == [4.0, 1.0, 1.0, 1.0, 1.0]
+    assert float(flow_matching_loss(target + err, noise, x0)) == pytest.approx(1 / 5)
+    assert float(flow_matching_loss(target + err, noise, x0, w)) == pytest.approx(4 / 8)  # the weighted mean
+    fg = torch.rand(2, 1, 5, 3, 3)
+    wf = first_frame_loss_weight(fg, err.shape, 3.0)  # on top of a foreground weight
+    assert torch.allclose(wf[:, :, 0], 3 * fg[:, :, 0]) and torch.equal(wf[:, :, 1:], fg[:, :, 1:])
+    with pytest.raises(Exception, match="first_frame_loss_weight"):
+        load_config(TINY, {"optim": {"first_frame_loss_weight": 0}})

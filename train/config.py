@@ -125,6 +125,8 @@ class OptimConfig:
     binding_layout_prob: float = 0.0
     # weight of model/losses.py temporal_difference_loss (the velocity error's change between latent frames; 0 = off)
     temporal_loss_weight: float = 0.0
+    # the flow loss's weight on the lone first latent frame relative to the others (model/losses.py first_frame_loss_weight)
+    first_frame_loss_weight: float = 1.0
     binding_layout_sigma: float = 0.75
     mixed_precision: str = "no"  # 'no' | 'bf16' | 'fp16' (accelerate)
     gradient_checkpointing: bool = False
@@ -203,6 +205,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.binding_layout_prob", f"must be in [0, 1], got {o.binding_layout_prob!r}")
     if not (isinstance(o.temporal_loss_weight, (int, float)) and not isinstance(o.temporal_loss_weight, bool) and 0 <= o.temporal_loss_weight <= 10):
         bad("optim.temporal_loss_weight", f"must be a number in [0, 10], got {o.temporal_loss_weight!r}")
+    if not (isinstance(o.first_frame_loss_weight, (int, float)) and not isinstance(o.first_frame_loss_weight, bool) and 0 < o.first_frame_loss_weight <= 20):
+        bad("optim.first_frame_loss_weight", f"must be a number in (0, 20], got {o.first_frame_loss_weight!r}")
     if not (isinstance(o.binding_layout_sigma, (int, float)) and 0 <= o.binding_layout_sigma <= 1):
         bad("optim.binding_layout_sigma", f"must be in [0, 1], got {o.binding_layout_sigma!r}")
     if o.binding_layout_prob > 0 and o.binding_masks != "predicted":

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from model.conditioning import build_timeline_conditioning
 from model.rope import binding_recall
-from model.losses import add_flow_noise, channel_loss_weight, flow_matching_loss, focal_loss, foreground_loss_weight, temporal_difference_loss
+from model.losses import (add_flow_noise, channel_loss_weight, first_frame_loss_weight, flow_matching_loss, focal_loss,
+                          foreground_loss_weight, temporal_difference_loss)
 from model.timeline import Timeline
 from model.transformer import ReactIDTransformer
 
@@ -390,6 +391,8 @@ class Trainer:
                                                 cfg.fg_time_dilation).to(dev)
             if self.channel_weight is not None:
                 weight = self.channel_weight.to(dev) if weight is None else weight * self.channel_weight.to(dev)
+            weight = first_frame_loss_weight(weight, lat.shape, cfg.first_frame_loss_weight)
+            weight = weight.to(dev) if weight is not None else None
             fm = flow_matching_loss(out.sample, noise.to(dev), lat.to(dev), weight)
             valid = (ref_subj >= 0).to(dev).unsqueeze(-1)
             fl = torch.zeros((), device=dev)
