@@ -204,6 +204,13 @@ def test_binding_layout_binds_high_noise_samples_to_their_columns_layout():
         load_config(TINY, {"optim": {"binding_layout_prob": 0.5, "binding_masks": "ground_truth"}})
     with pytest.raises(Exception, match="binding_layout_sigma"):
         load_config(TINY, {"optim": {"binding_layout_sigma": 1.5}})
+    # 'truth': the high-noise sample is bound to its own masks (what the paths layout plans), the other keeps its own
+    fake.cfg.optim.binding_layout_prob, fake.cfg.optim.binding_layout = 1.0, "truth"
+    truth = torch.rand(2, 3, 5 * 64)
+    out = Trainer.layout_binding(fake, bind, (2, 16, 5, 8, 8), torch.tensor([0.9, 0.5]), valid, torch.Generator().manual_seed(0), truth)
+    assert torch.equal(out[0], truth[0]) and torch.equal(out[1], bind[1])
+    with pytest.raises(Exception, match="binding_layout"):
+        load_config(TINY, {"optim": {"binding_layout": "paths"}})
 
 
 def test_sigma_shift_moves_training_noise_towards_where_a_shifted_sampler_spends_its_steps():

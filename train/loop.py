@@ -332,12 +332,15 @@ class Trainer:
             return None
         bind = torch.sigmoid(pre.mask_logits.float()).detach()
         if self.cfg.optim.binding_layout_prob > 0:
-            bind = self.layout_binding(bind, x_t.shape, timestep / 1000, refs_valid, g)
+            bind = self.layout_binding(bind, x_t.shape, timestep / 1000, refs_valid, g, gt_masks)
         return bind
 
-    def layout_binding(self, bind: torch.Tensor, latent_shape, sigma: torch.Tensor, valid: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """optim.binding_layout_prob: samples at sigma >= binding_layout_sigma are bound, with that probability, to the
-        'columns' start layout of their subject count (model/layout.py), as the first steps are at inference."""
+    def layout_binding(self, bind: torch.Tensor, latent_shape, sigma: torch.Tensor, valid: torch.Tensor, g: torch.Generator,
+                       truth: torch.Tensor | None = None) -> torch.Tensor:
+        """optim.binding_layout_prob: samples at sigma >= binding_layout_sigma are bound, with that probability, to a
+        plan, as the first steps are at inference with a start layout: optim.binding_layout 'columns' (the columns
+        layout of their subject count, model/layout.py) or 'truth' (the clip's own masks `truth`, which is what the
+        'paths' layout plans for a sprite-world clip, within a pixel)."""
         from model.layout import layout_pixel_masks, layout_token_masks
 
         o = self.cfg.optim
@@ -348,6 +351,9 @@ class Trainer:
         for b in torch.nonzero(pick).flatten().tolist():
             n = int(valid[b].sum())
             if n == 0:
+                continue
+            if getattr(o, "binding_layout", "columns") == "truth":
+                out[b] = truth[b].to(out)
                 continue
             px = layout_pixel_masks("columns", n, self.cfg.height, self.cfg.width)
             out[b] = 0
