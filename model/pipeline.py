@@ -54,14 +54,10 @@ class ReactIDPipelineOutput:
     latents: torch.Tensor | None = None
 
 
-def _check_first_frame_guidance(value) -> None:
+def _check_scale(name: str, value) -> None:
+    """A guidance scale from a config or an argument: a number >= 0, or None (not set)."""
     if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
-        raise ValueError(f"first_frame_guidance must be a number >= 0 or null, got {value!r}")
-
-
-def _frame_guidance(guidance: float, first_frame: float | None) -> tuple[float, float]:
-    """(the first latent frame's guidance scale, every other frame's)."""
-    return (float(guidance if first_frame is None else first_frame), float(guidance))
+        raise ValueError(f"{name} must be a number >= 0 or null, got {value!r}")
 
 
 class ReactIDPipeline(DiffusionPipeline):
@@ -75,9 +71,8 @@ class ReactIDPipeline(DiffusionPipeline):
         super().__init__()
         if default_layout is not None and default_layout not in LAYOUTS:
             raise ValueError(f"default_layout must be one of {', '.join(LAYOUTS)} or null, got {default_layout!r}")
-        _check_first_frame_guidance(first_frame_guidance)
-        if default_guidance_scale is not None and not (isinstance(default_guidance_scale, (int, float)) and default_guidance_scale >= 0):
-            raise ValueError(f"default_guidance_scale must be a number >= 0 or null, got {default_guidance_scale!r}")
+        _check_scale("first_frame_guidance", first_frame_guidance)
+        _check_scale("default_guidance_scale", default_guidance_scale)
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
         self.register_to_config(max_sequence_length=max_sequence_length, default_height=default_height, default_width=default_width,
                                 default_fps=default_fps, reference_size=reference_size, max_frames=max_frames,
@@ -307,7 +302,9 @@ class ReactIDPipeline(DiffusionPipeline):
             raise ValueError("give binding_masks or a layout, not both")
         if first_frame_guidance is None:
             first_frame_guidance = getattr(self.config, "first_frame_guidance", None)
-        _check_first_frame_guidance(first_frame_guidance)
+        _check_scale("first_frame_guidance", first_frame_guidance)
+        # (the lone first latent frame's guidance scale, every other frame's)
+        frame_guidance = (float(guidance_scale if first_frame_guidance is None else first_frame_guidance), float(guidance_scale))
         if binding_masks is not None:
             binding_masks = self._check_binding_masks(binding_masks, timeline, height, width, segment_seconds)
         layout_pixels = None
@@ -333,8 +330,7 @@ class ReactIDPipeline(DiffusionPipeline):
         # a model trained without timeline modules reads the timeline from its prompt (the paper's baseline)
         prompt_text = flatten_to_prompt(timeline) if self.config.prompt_mode == "flattened" else timeline.prompt
         prompt_emb, _ = self.encode_text([prompt_text])
-        cfg_on = max(guidance_scale, guidance_scale if first_frame_guidance is None else first_frame_guidance) > 1.0
-        neg_emb, _ = self.encode_text([negative_prompt]) if cfg_on else (None, None)
+        neg_emb, _ = self.encode_text([negative_prompt]) if max(frame_guidance) > 1.0 else (None, None)
 
         if segment_seconds is None:
             windows = [(0.0, timeline)]
@@ -381,8 +377,7 @@ class ReactIDPipeline(DiffusionPipeline):
                         layout_pixels = layout_pixel_masks(layout, len(sub.subjects), height, width, layout_radius, timeline=sub)
                     window_masks = self._layout_tokens(layout_pixels, sub, height, width) if wi == 0 else None
                 frames_t, masks_t = self._denoise(
-                    sub, ref_feats, prompt_emb, neg_emb, height, width, num_inference_steps,
-                    _frame_guidance(guidance_scale, first_frame_guidance), seeds[wi],
+                    sub, ref_feats, prompt_emb, neg_emb, height, width, num_inference_steps, frame_guidance, seeds[wi],
                     ctx_latents, callback_on_step_end, cancel_event, bar, wi * num_inference_steps, mask_feedback, window_masks,
                     init_latents, strength, binding_masks_steps)
                 last_latents = self._last_latents

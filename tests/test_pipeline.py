@@ -15,7 +15,7 @@ from model.tiny import flow_scheduler, tiny_text_encoder, tiny_tokenizer, tiny_t
 from model.transformer import ReactIDTransformer
 from model.video import export_mp4, probe_video, read_video
 from model.weights import CheckpointMismatch, load_reactid_weights, save_reactid_weights
-from tests.mask_spy import recording_subject_masks
+from tests.mask_spy import recording_forward_kwarg, recording_subject_masks
 
 FAST = dict(num_inference_steps=2, guidance_scale=3.0, progress=False)
 
@@ -256,18 +256,8 @@ def test_negative_branch_is_the_caption_dropped_branch_training_saw(tiny_pipe, t
     """Issue 14, defect 4: caption dropout trains the unconditional case through the timeline attention's null
     slot (zero captions, no valid token), so the negative guidance branch must run the same way, not with no
     timeline at all (the two differ by the timeline output's bias)."""
-    seen = []
-    orig = tiny_pipe.transformer.forward
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("timeline"))
-        return orig(*args, **kwargs)
-
-    tiny_pipe.transformer.forward = spy
-    try:
+    with recording_forward_kwarg(tiny_pipe, "timeline") as seen:
         tiny_pipe(example_timeline(), two_subject_refs, seed=0, num_inference_steps=2, guidance_scale=3.0, progress=False)
-    finally:
-        del tiny_pipe.transformer.forward
     cond, neg = seen[0], seen[1]
     assert cond is not None and bool(cond.valid.any())
     assert neg is not None and not bool(neg.valid.any()) and float(neg.embeds.abs().max()) == 0.0

@@ -190,7 +190,8 @@ def test_binding_layout_binds_high_noise_samples_to_their_columns_layout():
     from train.loop import Trainer
 
     model = SimpleNamespace(config=SimpleNamespace(patch_size=(1, 1, 1)))
-    fake = SimpleNamespace(cfg=SimpleNamespace(height=64, width=64, optim=SimpleNamespace(binding_layout_prob=1.0, binding_layout_sigma=0.75)),
+    fake = SimpleNamespace(cfg=SimpleNamespace(height=64, width=64, optim=SimpleNamespace(binding_layout_prob=1.0, binding_layout_sigma=0.75,
+                                                                                           binding_layout="columns")),
                            model=model, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
     bind = torch.full((2, 3, 5 * 64), 0.3)
     valid = torch.tensor([[True, True, False], [True, True, True]])

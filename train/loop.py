@@ -352,7 +352,7 @@ class Trainer:
             n = int(valid[b].sum())
             if n == 0:
                 continue
-            if getattr(o, "binding_layout", "columns") == "truth":
+            if o.binding_layout == "truth":
                 out[b] = truth[b].to(out)
                 continue
             px = layout_pixel_masks("columns", n, self.cfg.height, self.cfg.width)
