@@ -38,11 +38,12 @@ def level_world(level: str) -> dict:
     return dict(load_config(f"ladder_{level}").data.world)
 
 
-def held_out(n: int, world: dict):
+def held_out(n: int, world: dict, first: int = 0):
+    """Held-out scenes first .. first+n-1 (a later block is a fresh sample for a choice made on the first one)."""
     from train.sprites import WorldConfig, generate_clip
 
     w = WorldConfig.from_kwargs(**world)
-    return [generate_clip(HELD_OUT_SEED + i, w) for i in range(n)]
+    return [generate_clip(HELD_OUT_SEED + i, w) for i in range(first, first + n)]
 
 
 def _found_share(frames, clip) -> float:
@@ -53,7 +54,7 @@ def _found_share(frames, clip) -> float:
 
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
           shift: float | None = None, mask_steps: int | None = None, layout: str | None = None,
-          layout_radius: float | None = None, first_frame_guidance: float | None = None) -> dict:
+          layout_radius: float | None = None, first_frame_guidance: float | None = None, seed_offset: int = 0) -> dict:
     from evaluation.paired import scene_record
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects
@@ -80,7 +81,7 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         # oracle: the truth's token masks bind at every step (what the predicted masks cost, with the motion given
         # away); oracle_start: the truth's first-frame masks in every frame (who stands where, no motion)
         oracle = mask_feedback in ("oracle", "oracle_start")
-        out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=i, progress=False,
+        out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=seed_offset + i, progress=False,
                    mask_feedback="previous" if oracle else mask_feedback,
                    binding_masks=true_token_masks(pipe, clip, mask_feedback == "oracle_start") if oracle else None,
                    **given_kw)
@@ -197,6 +198,7 @@ def main() -> int:
     ap.add_argument("export", help="pipeline directory (python -m train ... --export DIR)")
     ap.add_argument("--level", required=True, help="ladder level: l0, l1, l2, l3 (train/presets/ladder_<level>.yaml)")
     ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--first", type=int, default=0, help="first held-out scene (scene k is generated with seed k)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--shift", type=float, default=None, help="sampling schedule shift instead of the export's (3)")
@@ -224,9 +226,9 @@ def main() -> int:
     for kv in args.world:
         key, _, value = kv.partition("=")
         world[key] = yaml.safe_load(value)
-    clips = held_out(args.n, world)
+    clips = held_out(args.n, world, args.first)
     row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback, args.shift, args.mask_steps, args.layout, args.layout_radius,
-                args.first_frame_guidance)
+                args.first_frame_guidance, seed_offset=args.first)
     if not args.no_ceiling:
         row["ceiling"] = ceiling(args.export, clips)
     if args.sensitivity:
@@ -237,7 +239,7 @@ def main() -> int:
         row["timeline_ratio"], row["refs_ratio"] = sens["timeline_ratio"], sens["refs_ratio"]
     fmt = lambda v, p=3: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     shift = f", shift {args.shift:g}" if args.shift is not None else ""
-    print(f"level {args.level}, {args.n} held-out scenes, {args.steps} steps, CFG {args.guidance}{shift}: {args.export}")
+    print(f"level {args.level}, {args.n} held-out scenes (from scene {args.first}), {args.steps} steps, CFG {args.guidance}{shift}: {args.export}")
     print("| identity | found | action | action (other timeline) | timing (fr) | timing (other) | binding | s/clip |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {fmt(row['identity_fidelity'])} | {fmt(row['found'])} | {fmt(row['action_accuracy'])} | {fmt(row['control_action_accuracy'])} | "

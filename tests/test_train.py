@@ -63,6 +63,8 @@ def losses(log: Path) -> dict[int, float]:
         ({"optim": {"binding_masks": "oracle"}}, "optim.binding_masks"),
         ({"optim": {"binding_none_prob": 1.5}}, "optim.binding_none_prob"),
         ({"vae": {"arch": "unet"}}, "vae.arch"),
+        ({"data": {"prepare_workers": 0}}, "data.prepare_workers"),
+        ({"optim": {"time_budget_s": -5}}, "optim.time_budget_s"),
     ],
 )
 def test_bad_configs_fail_naming_the_key(override, key):

@@ -1,6 +1,7 @@
 """Command line: `python -m train --config sprite [--resume] [--set optim.steps=100] [--export DIR]`.
 
-Stages (each skipped when its output already exists in the run directory, so a killed run resumes):
+Stages (each skipped when its output already exists in the run directory, so a killed run resumes; --prepare-only
+stops after stage 2):
 1. sprite VAE (train/vae.py) unless vae.checkpoint is given;
    with text.pretrain_steps > 0, the small text encoder's concept pretraining (train/text_encoder.py);
 2. the frozen cache (latents, masks, text embeddings, difficulty);
@@ -35,6 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint.pt")
     ap.add_argument("--max-steps", type=int, help="stop after this many steps (the schedule still spans optim.steps)")
     ap.add_argument("--export", help="write a pipeline directory here when training ends")
+    ap.add_argument("--prepare-only", action="store_true", help="stop after the cache (stages 1-2): build it on CPUs before a GPU job")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     args = ap.parse_args(argv)
     try:
@@ -78,6 +80,11 @@ def main(argv=None) -> int:
 
         cache = load_or_build_cache(cfg, vae, log_path)
         cache["latents_std"] = list(vae.config.latents_std)  # what optim.channel_loss_power weighs by (not saved)
+    if args.prepare_only:
+        if main_process:
+            log_line(log_path, {"event": "prepared", "clips": len(cache["prompts"]), "seconds": round(time.time() - t0, 1)})
+        _end_processes(state)
+        return 0
     from .distributed import SetupError
 
     try:

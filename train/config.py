@@ -24,6 +24,8 @@ class DataConfig:
     world: dict = field(default_factory=dict)  # train.sprites.WorldConfig options
     seed: int = 1234
     prompt_mode: str = "prompt"  # 'prompt' | 'flattened' (the timeline written into the prompt: the no-timeline-modules ablation)
+    # processes that render and encode the sprite clips of the cache (train/prepare.py); the cache is the same for any count
+    prepare_workers: int = 1
 
 
 @dataclass
@@ -134,6 +136,10 @@ class OptimConfig:
     train_base: bool = True  # False: train only ReactID's new modules (fine-tuning a real Wan)
     log_every: int = 10
     checkpoint_every: int = 200
+    # wall-clock budget of the run in seconds (0 = none): once the step rate is measured (time_budget_calibration_steps
+    # after the start) the schedule is shortened to the steps that fit, so the learning rate still decays to its end
+    time_budget_s: float = 0.0
+    time_budget_calibration_steps: int = 30
 
 
 @dataclass
@@ -234,6 +240,12 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("data.path", f"dataset directory not found: {d.path!r}")
     if d.source == "sprites" and (not isinstance(d.num_clips, int) or d.num_clips < 1):
         bad("data.num_clips", f"must be a positive integer, got {d.num_clips!r}")
+    if isinstance(d.prepare_workers, bool) or not isinstance(d.prepare_workers, int) or d.prepare_workers < 1:
+        bad("data.prepare_workers", f"must be a whole number of processes >= 1, got {d.prepare_workers!r}")
+    if isinstance(o.time_budget_s, bool) or not isinstance(o.time_budget_s, (int, float)) or o.time_budget_s < 0:
+        bad("optim.time_budget_s", f"must be a number of seconds >= 0 (0 = no budget), got {o.time_budget_s!r}")
+    if isinstance(o.time_budget_calibration_steps, bool) or not isinstance(o.time_budget_calibration_steps, int) or o.time_budget_calibration_steps < 2:
+        bad("optim.time_budget_calibration_steps", f"must be a whole number of steps >= 2, got {o.time_budget_calibration_steps!r}")
     c = cfg.curriculum
     if c.mode not in ("curriculum", "none", "random"):
         bad("curriculum.mode", f"must be 'curriculum', 'none' or 'random', got {c.mode!r}")

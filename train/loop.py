@@ -177,10 +177,11 @@ class StepPlan:
     threshold: float
 
 
-def make_curriculum(cfg: TrainConfig, intra_scores, inter_scores, processes: int = 1) -> Curriculum:
-    """The step's global batch: optim.batch_size per process (train/distributed.py)."""
+def make_curriculum(cfg: TrainConfig, intra_scores, inter_scores, processes: int = 1, total_steps: int | None = None) -> Curriculum:
+    """The step's global batch: optim.batch_size per process (train/distributed.py). Its phases span total_steps
+    (optim.steps unless a time budget shortened the schedule)."""
     c = cfg.curriculum
-    cc = CurriculumConfig(total_steps=cfg.optim.steps, phase_ratios=tuple(c.phase_ratios), inter_ratios=tuple(c.inter_ratios), mode=c.mode,
+    cc = CurriculumConfig(total_steps=total_steps or cfg.optim.steps, phase_ratios=tuple(c.phase_ratios), inter_ratios=tuple(c.inter_ratios), mode=c.mode,
                           flat_inter_ratio=c.flat_inter_ratio, batch_size=cfg.optim.batch_size * processes, seed=cfg.seed)
     return Curriculum(list(intra_scores), list(inter_scores), cc)
 
@@ -223,8 +224,9 @@ class Trainer:
             for n, p in self.model.named_parameters():
                 p.requires_grad_(ReactIDTransformer.is_reactid_param(n))
         self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, params, cfg.optim), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=(0.9, 0.99))
-        total, warm = cfg.optim.steps, cfg.optim.warmup_steps
-        self.lr_lambda = lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        # the schedule's length: optim.steps, or fewer once optim.time_budget_s has measured how many fit (run())
+        self.total_steps, warm = cfg.optim.steps, cfg.optim.warmup_steps
+        self.lr_lambda = lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, self.total_steps) / self.total_steps)))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, self.optimizer, self.scheduler)
         self.curriculum = make_curriculum(cfg, cache["difficulty_intra"], cache["difficulty_inter"], self.accelerator.num_processes)
@@ -256,6 +258,7 @@ class Trainer:
             "model": model_state,
             "optimizer": optim_state,
             "scheduler": self.scheduler.state_dict(),
+            "total_steps": self.total_steps,
             "model_config": dict(self.accelerator.unwrap_model(self.model).config),
         }
         torch.save(state, tmp)
@@ -283,6 +286,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
+        self.set_total_steps(int(state.get("total_steps", self.cfg.optim.steps)))  # a time budget's schedule stays as measured
         return True
 
     # ---- one batch -------------------------------------------------------------------------------
@@ -434,16 +438,22 @@ class Trainer:
         if resume and self.load_checkpoint() and self.accelerator.is_main_process:
             log_line(self.log_path, {"event": "resumed", "step": self.step})
         self.model.train()
-        end = self.cfg.optim.steps if max_steps is None else min(self.cfg.optim.steps, max_steps)
         t0, seen = time.time(), 0
         last = {}
-        while self.step < end:
+        budget, calib = self.cfg.optim.time_budget_s, self.cfg.optim.time_budget_calibration_steps
+        start_step, t_calib = self.step, None
+        while self.step < (self.total_steps if max_steps is None else min(self.total_steps, max_steps)):
+            if budget and self.step == start_step + 1:  # the first step (allocations, kernel choice) is not timed
+                t_calib = time.time()
+            if budget and t_calib is not None and self.step == start_step + 1 + calib:
+                self.fit_schedule_to_budget(budget - (time.time() - t0), calib / max(1e-9, time.time() - t_calib))
             plan = plan_step(self.curriculum, self.step)
             ts = time.time()
             stats = dp.mean_over_processes(self.accelerator, self.train_step(plan))
             seen += len(plan.indices)
             self.step += 1
             last = stats
+            end = self.total_steps if max_steps is None else min(self.total_steps, max_steps)
             if (self.step % self.cfg.optim.log_every == 0 or self.step == end or self.step == 1) and self.accelerator.is_main_process:
                 log_line(self.log_path, {"step": self.step, **{k: round(v, 6) for k, v in stats.items()}, "lr": self.scheduler.get_last_lr()[0],
                                          "threshold": plan.threshold, "phase": plan.phase + 1, "inter_frac": float(plan.inter.mean()),
@@ -460,6 +470,22 @@ class Trainer:
                     log_line(self.log_path, {"event": "stopped", "step": self.step})
                 break
         return {"step": self.step, "seconds": time.time() - t0, **last}
+
+    def set_total_steps(self, total: int) -> None:
+        """The schedule's length: the learning rate's decay and the curriculum's phases both span it."""
+        if total != self.total_steps:
+            self.total_steps = total
+            self.curriculum = make_curriculum(self.cfg, self.cache["difficulty_intra"], self.cache["difficulty_inter"],
+                                              self.accelerator.num_processes, total)
+
+    def fit_schedule_to_budget(self, seconds_left: float, steps_per_s: float) -> None:
+        """optim.time_budget_s: end the schedule at the step the measured rate reaches when the budget runs out
+        (never later than optim.steps, never before the next step), so the cosine decay completes in time."""
+        fit = self.step + max(1, int(seconds_left * steps_per_s))
+        self.set_total_steps(min(self.cfg.optim.steps, fit))
+        if self.accelerator.is_main_process:
+            log_line(self.log_path, {"event": "time_budget", "step": self.step, "steps_per_s": round(steps_per_s, 3),
+                                     "seconds_left": round(seconds_left, 1), "total_steps": self.total_steps})
 
     def final_model(self) -> ReactIDTransformer | None:
         """The trained model, whole. FSDP: a collective (every process calls it); the main process gets a copy

@@ -43,49 +43,100 @@ def token_masks(masks: np.ndarray, n_latent: int, grid_hw: tuple[int, int]) -> t
     return m.reshape(m.shape[0], -1)
 
 
-@torch.no_grad()
-def build_cache(cfg: TrainConfig, vae, log_path: Path | None = None) -> dict:
+def _encode_clip(clip, vae, cfg: TrainConfig) -> dict:
+    """One clip's share of the cache: half-precision latents, reference latents and token masks, its timeline and
+    texts, and its difficulty scores."""
     from .difficulty import clip_difficulty
 
-    t0 = time.time()
-    clips = sprite_clips(cfg) if cfg.data.source == "sprites" else dataset_clips(cfg)
-    log_line(log_path, {"event": "clips", "n": len(clips), "s": round(time.time() - t0, 1)})
-    text_encoder, tokenizer = build_text_encoder(cfg)
     ref_size = min(cfg.height, cfg.width)
-    lat_list, intra_list, inter_list, mask_list = [], [], [], []
-    timelines, prompts, names, nsub, d_intra, d_inter = [], [], [], [], [], []
-    texts = {""}
+
     def encode(video, reference=False):  # [B, 3, F, H, W] in [-1, 1] -> normalised latents (model/latents.py)
         return latent_scale.normalise(vae.encode(video).latent_dist.mode(), vae.config, video=not reference)
 
-    for i, clip in enumerate(clips):
-        video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
-        lat = encode(video)[0]
-        lat_list.append(lat.half())
-        def refs(images):
-            arr = np.stack([reference_to_array(Image.fromarray(im[0] if isinstance(im, list) else im), ref_size) for im in images])
-            return encode(torch.from_numpy(arr).unsqueeze(2), reference=True)[:, :, 0].half()  # [S, z, h, w]
-        intra_list.append(refs([r[0] for r in clip.references_intra]))
-        inter_list.append(refs([r[0] for r in clip.references_inter]))
-        ph, pw = cfg.model.patch_size[1:]
-        grid = (lat.shape[2] // ph, lat.shape[3] // pw)
-        mask_list.append(token_masks(clip.masks, lat.shape[1], grid).half())
-        tl = clip.timeline
-        timelines.append(tl.to_dict())
-        prompts.append(tl.prompt)
-        names.append([s.name for s in tl.subjects])
-        nsub.append(len(tl.subjects))
-        texts.update([tl.prompt] + [s.name for s in tl.subjects] + [a.text for s in tl.subjects for a in s.actions])
-        diff = clip_difficulty(clip, weights=tuple(cfg.curriculum.lambdas), stride=4)
-        d_intra.append(diff.overall_intra)
-        d_inter.append(diff.overall_inter if diff.overall_inter is not None else diff.overall_intra + cfg.curriculum.lambdas[2])
-        if i % 100 == 0:
-            log_line(log_path, {"event": "encode", "done": i, "of": len(clips), "s": round(time.time() - t0, 1)})
+    def refs(images):
+        arr = np.stack([reference_to_array(Image.fromarray(im[0] if isinstance(im, list) else im), ref_size) for im in images])
+        return encode(torch.from_numpy(arr).unsqueeze(2), reference=True)[:, :, 0].half()  # [S, z, h, w]
+
+    video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
+    lat = encode(video)[0]
+    ph, pw = cfg.model.patch_size[1:]
+    grid = (lat.shape[2] // ph, lat.shape[3] // pw)
+    tl = clip.timeline
+    diff = clip_difficulty(clip, weights=tuple(cfg.curriculum.lambdas), stride=4)
+    return {
+        "latent": lat.half(), "ref_intra": refs([r[0] for r in clip.references_intra]),
+        "ref_inter": refs([r[0] for r in clip.references_inter]), "mask": token_masks(clip.masks, lat.shape[1], grid).half(),
+        "timeline": tl.to_dict(), "prompt": tl.prompt, "names": [s.name for s in tl.subjects], "num_subjects": len(tl.subjects),
+        "texts": [tl.prompt] + [s.name for s in tl.subjects] + [a.text for s in tl.subjects for a in s.actions],
+        "d_intra": diff.overall_intra,
+        "d_inter": diff.overall_inter if diff.overall_inter is not None else diff.overall_intra + cfg.curriculum.lambdas[2],
+    }
+
+
+_WORKER: dict = {}  # what a forked cache worker inherits: the config and the VAE
+
+
+@torch.no_grad()
+def _encode_sprite_range(bounds: tuple[int, int]) -> list[dict]:
+    """A worker's slice of the sprite clips, rendered and encoded; tensors travel back as numpy arrays (torch's own
+    pickling would hand each one over as a shared-memory file, and a cache has tens of thousands)."""
+    from .sprites import WorldConfig, generate_clip
+
+    torch.set_num_threads(1)
+    cfg, vae = _WORKER["cfg"], _WORKER["vae"]
+    world = WorldConfig.from_kwargs(height=cfg.height, width=cfg.width, **cfg.data.world)
+    out = []
+    for i in range(*bounds):
+        rec = _encode_clip(generate_clip(cfg.data.seed + i, world), vae, cfg)
+        out.append({k: v.numpy() if torch.is_tensor(v) else v for k, v in rec.items()})
+    return out
+
+
+def _parallel_sprite_records(cfg: TrainConfig, vae):
+    """data.prepare_workers forked processes, each rendering and encoding a contiguous slice of the seeds; the
+    records come back in seed order, so the cache equals the one-process cache."""
+    import multiprocessing as mp
+
+    n, workers = cfg.data.num_clips, cfg.data.prepare_workers
+    chunk = max(1, min(200, -(-n // workers)))
+    slices = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+    _WORKER.update(cfg=cfg, vae=vae)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            for part in pool.imap(_encode_sprite_range, slices):
+                for rec in part:
+                    yield {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in rec.items()}
+    finally:
+        _WORKER.clear()
+
+
+@torch.no_grad()
+def build_cache(cfg: TrainConfig, vae, log_path: Path | None = None) -> dict:
+    t0 = time.time()
+    parallel = cfg.data.source == "sprites" and cfg.data.prepare_workers > 1
+    if parallel:
+        records = _parallel_sprite_records(cfg, vae)
+        total = cfg.data.num_clips
+    else:
+        clips = sprite_clips(cfg) if cfg.data.source == "sprites" else dataset_clips(cfg)
+        log_line(log_path, {"event": "clips", "n": len(clips), "s": round(time.time() - t0, 1)})
+        records = (_encode_clip(clip, vae, cfg) for clip in clips)
+        total = len(clips)
+    text_encoder, tokenizer = build_text_encoder(cfg)
+    keys = ("latent", "ref_intra", "ref_inter", "mask", "timeline", "prompt", "names", "num_subjects", "d_intra", "d_inter")
+    cols: dict[str, list] = {k: [] for k in keys}
+    texts = {""}
+    for i, rec in enumerate(records):
+        for k in keys:
+            cols[k].append(rec[k])
+        texts.update(rec["texts"])
+        if i % 100 == 0 or i == total - 1:
+            log_line(log_path, {"event": "encode", "done": i + 1, "of": total, "s": round(time.time() - t0, 1)})
     text = encode_texts(text_encoder, tokenizer, sorted(texts), cfg.text.max_length)
     return {
-        "latents": torch.stack(lat_list), "ref_intra": intra_list, "ref_inter": inter_list, "masks": mask_list,
-        "timelines": timelines, "prompts": prompts, "names": names, "num_subjects": nsub, "text": text,
-        "difficulty_intra": np.asarray(d_intra), "difficulty_inter": np.asarray(d_inter),
+        "latents": torch.stack(cols["latent"]), "ref_intra": cols["ref_intra"], "ref_inter": cols["ref_inter"], "masks": cols["mask"],
+        "timelines": cols["timeline"], "prompts": cols["prompt"], "names": cols["names"], "num_subjects": cols["num_subjects"], "text": text,
+        "difficulty_intra": np.asarray(cols["d_intra"]), "difficulty_inter": np.asarray(cols["d_inter"]),
     }
 
 
