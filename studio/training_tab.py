@@ -393,7 +393,9 @@ class TrainingTab:
         last = recs[-1] if recs else None
         parts = [f"**{STATE_BADGE.get(job.state, job.state)}** · job `{job.id}` · run directory `{job.run_dir}`"]
         if last is not None:
-            total = job.total_steps or "?"
+            total = self.schedule_steps(job) or "?"
+            if total != job.total_steps:
+                total = f"{total} (fitted to the time budget)"
             parts.append(f"step **{last['step']}** / {total} · phase **{last.get('phase', '?')}** / 4 · threshold τ **{last.get('threshold', float('nan')):.3f}** · "
                          f"lr **{last.get('lr', float('nan')):.2e}** · **{last.get('samples_per_s', float('nan')):.1f}** samples/s · "
                          f"inter-clip share {last.get('inter_frac', 0):.0%}")
@@ -405,6 +407,12 @@ class TrainingTab:
         if job.message:
             parts.append(f"{job.message}")
         return "\n\n".join(parts)
+
+    def schedule_steps(self, job: Job) -> int | None:
+        """The run's schedule length: optim.steps, or what optim.time_budget_s fitted it to (the log's time_budget
+        event), so the progress line and the curriculum view follow the steps the run will actually take."""
+        fitted = self.jobs.log(job.run_dir).last(lambda r: r.get("event") == "time_budget")
+        return int(fitted["total_steps"]) if fitted else job.total_steps
 
     def checkpoint_rows(self, run_dir: str | Path | None) -> tuple[list[list], list[tuple[str, str]]]:
         from train.checkpoints import list_checkpoints
@@ -447,7 +455,7 @@ class TrainingTab:
             table = dd = skip
         sched = inter = skip
         step = recs[-1]["step"] if recs else None
-        bucket = None if step is None else (recs[-1].get("phase"), int(20 * step / max(1, job.total_steps or 1)))
+        bucket = None if step is None else (recs[-1].get("phase"), int(20 * step / max(1, self.schedule_steps(job) or 1)))
         if (view.get("job") != job.id or view.get("bucket") != bucket) and (Path(job.run_dir) / "curriculum.json").is_file():
             try:
                 desc = json.loads((Path(job.run_dir) / "curriculum.json").read_text())

@@ -1,5 +1,5 @@
 """benchmarks/ladder.py's oracle binding masks: the truth's per-token subject shares, made as training's cache makes
-them, and the start-only variant that holds the first frame's layout in every frame."""
+them, and the start-only variant that holds the first frame's layout in every frame; a later block of held-out scenes."""
 
 import sys
 from pathlib import Path
@@ -10,7 +10,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ladder import true_token_masks  # noqa: E402
+from ladder import HELD_OUT_SEED, held_out, true_token_masks  # noqa: E402
 
 from model.timeline import num_latent_frames  # noqa: E402
 from train.prepare import token_masks  # noqa: E402
@@ -46,3 +46,15 @@ def test_start_only_oracle_holds_the_first_frame_everywhere():
     assert all(torch.equal(m[:, f], m[:, 0]) for f in range(n_lat))
     first = token_masks(clip.masks[:, :1], 1, (4, 4))
     assert torch.equal(m[:, 0].reshape(2, -1), first)
+
+
+def test_a_later_block_of_held_out_scenes_continues_the_first():
+    world = {"duration": 1.0, "fps": 8, "max_subjects": 2, "max_actions": 1, "placement": "canonical"}
+    first, later = held_out(4, world), held_out(2, world, first=2)
+    assert [c.timeline.prompt for c in later] == [c.timeline.prompt for c in first[2:]]  # scene k is seed HELD_OUT_SEED + k
+    assert (later[0].frames == first[2].frames).all() and not (later[0].frames == first[0].frames).all()
+    from train.config import load_config
+
+    for preset in ("ladder_l2c", "ladder_l2u", "ladder_l2v"):  # the scenes are held out from every run that trained the default
+        d = load_config(preset).data
+        assert d.seed + d.num_clips <= HELD_OUT_SEED, preset

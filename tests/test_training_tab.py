@@ -480,3 +480,21 @@ def test_the_tab_is_off_on_a_public_space(monkeypatch, tmp_path):
     texts = [b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown)]
     assert label == "Train" and any("Training from the studio is off" in t and "public Hugging Face Space" in t for t in texts)
     assert not any(isinstance(b, gr.Button) for b in demo.blocks.values())
+
+
+def test_the_progress_line_follows_a_schedule_fitted_to_a_time_budget(tab, tmp_path):
+    from train.jobs import Job
+
+    run = tmp_path / "budget_run"
+    run.mkdir()
+    lines = [{"event": "warm_start", "loaded": 3}, {"step": 1, "loss": 1.0, "lr": 1e-5, "phase": 1, "threshold": 1.0, "samples_per_s": 9.0}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    job = Job("j1", str(run), ["python", "-m", "train"], 0, 0.0, time.time(), total_steps=20000, state="running")
+    assert "step **1** / 20000 ·" in tab.status_markdown(job)  # optim.steps until the rate is measured
+    more = [{"event": "time_budget", "step": 31, "steps_per_s": 3.4, "seconds_left": 300.0, "total_steps": 1128},
+            {"step": 40, "loss": 0.9, "lr": 3e-4, "phase": 1, "threshold": 1.0, "samples_per_s": 200.0}]
+    with open(run / "log.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in more))
+    status = tab.status_markdown(job)
+    assert "step **40** / 1128 (fitted to the time budget)" in status and "20000" not in status
+    assert tab.schedule_steps(job) == 1128

@@ -93,8 +93,9 @@ def _encode_sprite_range(bounds: tuple[int, int]) -> list[dict]:
 
 
 def _parallel_sprite_records(cfg: TrainConfig, vae):
-    """data.prepare_workers forked processes, each rendering and encoding a contiguous slice of the seeds; the
-    records come back in seed order, so the cache equals the one-process cache."""
+    """data.prepare_workers forked processes (Linux), each rendering and encoding a contiguous slice of the seeds; the
+    records come back in seed order: the one-process cache's clips and timelines, its latents to float rounding
+    (one thread per worker against the parent's several)."""
     import multiprocessing as mp
 
     n, workers = cfg.data.num_clips, cfg.data.prepare_workers
