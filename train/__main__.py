@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -112,6 +113,12 @@ def _end_processes(state) -> None:
     if state.num_processes > 1:
         state.wait_for_everyone()
         state.destroy_process_group()  # accelerate's: only a group that is open
+        # Everything is written and the group is closed; the interpreter's own teardown of torch's native threads
+        # still aborted a finished process now and then ('terminate called without an active exception', SIGABRT,
+        # which fails the whole launch): end this process here, after flushing what Python holds.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _vae(cfg, out: Path, log_path: Path):
