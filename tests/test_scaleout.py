@@ -218,6 +218,20 @@ def test_killed_two_process_run_resumes_with_the_same_data_order(runs):
         assert got[step] == pytest.approx(want[step], rel=1e-6, abs=1e-7), (step, got, want)
 
 
+def test_two_processes_agree_on_a_time_budget_s_fitted_schedule(runs):
+    """Each process measures its own step rate; they must all stop at the same step (else one waits forever in a
+    collective for the other)."""
+    root, _, _, shared, _ = runs
+    out = root / "budget"
+    cfg = {**tiny(out, 2, steps=100_000, time_budget_s=4.0, time_budget_calibration_steps=3), **shared}
+    launch(cfg, "cpu_multiprocess", 2)
+    records = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    fitted = [r for r in records if r.get("event") == "time_budget"]
+    assert len(fitted) == 1 and 4 < fitted[0]["total_steps"] < 100_000
+    assert [r for r in records if "loss" in r][-1]["step"] == fitted[0]["total_steps"]
+    assert torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["step"] == fitted[0]["total_steps"]
+
+
 def test_fsdp_on_cpus_trains_like_one_process_and_resumes_exactly(runs):
     """FSDP2 over gloo: stopped after step 8 (checkpoint), resumed to step 16. Every step's loss is one process's
     at the same global batch; the checkpoint has the single-process format, with the whole optimizer state."""

@@ -64,3 +64,20 @@ def test_a_time_budget_ends_the_schedule_in_time_with_the_rate_decayed(tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     after = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     assert not [r for r in after[len(records):] if "loss" in r]
+
+
+def test_a_resumed_run_keeps_the_schedule_its_budget_fitted(tmp_path):
+    out = tmp_path / "budget_resume"
+    cfg = {**TINY, "optim": {**TINY["optim"], "steps": 100_000, "log_every": 1, "checkpoint_every": 1000,
+                             "time_budget_s": 20.0, "time_budget_calibration_steps": 3}}
+    first = run_train(cfg, out, "--max-steps", "8")  # stops (and saves) at step 8, after the fit at step 4
+    assert first.returncode == 0, first.stderr[-2000:]
+    records = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    fitted = [r for r in records if r.get("event") == "time_budget"]
+    assert len(fitted) == 1 and fitted[0]["total_steps"] > 8
+    cfg_vae = {**cfg, "vae": {**cfg["vae"], "checkpoint": str(out / "vae")}}
+    again = run_train(cfg_vae, out, "--resume")
+    assert again.returncode == 0, again.stderr[-2000:]
+    after = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()][len(records):]
+    assert not [r for r in after if r.get("event") == "time_budget"]  # not measured again
+    assert [r for r in after if "loss" in r][-1]["step"] == fitted[0]["total_steps"]

@@ -24,7 +24,7 @@ class DataConfig:
     world: dict = field(default_factory=dict)  # train.sprites.WorldConfig options
     seed: int = 1234
     prompt_mode: str = "prompt"  # 'prompt' | 'flattened' (the timeline written into the prompt: the no-timeline-modules ablation)
-    # processes that render and encode the sprite clips of the cache (train/prepare.py); the cache is the same for any count
+    # processes that render and encode the sprite clips of the cache (train/prepare.py): the same clips for any count
     prepare_workers: int = 1
 
 

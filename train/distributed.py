@@ -96,6 +96,15 @@ def mean_over_processes(accelerator, stats: dict) -> dict:
     return {k: float(v) for k, v in zip(keys, t.tolist())}
 
 
+def min_over_processes(accelerator, value: int) -> int:
+    """The smallest of every process's value, on every process (e.g. the steps a time budget fits: each process
+    measures its own rate, and all of them must stop at the same step)."""
+    if accelerator.num_processes <= 1:
+        return value
+    t = accelerator.gather(torch.tensor([int(value)], dtype=torch.int64, device=accelerator.device))
+    return int(t.min())
+
+
 def read_flags(accelerator, *paths: Path | None) -> list[bool]:
     """Which of the flag files exist, as seen by the main process, on every process."""
     seen = [bool(p is not None and accelerator.is_main_process and p.exists()) for p in paths]

@@ -226,6 +226,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, params, cfg.optim), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=(0.9, 0.99))
         # the schedule's length: optim.steps, or fewer once optim.time_budget_s has measured how many fit (run())
         self.total_steps, warm = cfg.optim.steps, cfg.optim.warmup_steps
+        self.schedule_fitted = False  # set once a time budget has fitted the schedule; a resumed run keeps it
         self.lr_lambda = lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, self.total_steps) / self.total_steps)))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, self.optimizer, self.scheduler)
@@ -259,6 +260,7 @@ class Trainer:
             "optimizer": optim_state,
             "scheduler": self.scheduler.state_dict(),
             "total_steps": self.total_steps,
+            "schedule_fitted": self.schedule_fitted,
             "model_config": dict(self.accelerator.unwrap_model(self.model).config),
         }
         torch.save(state, tmp)
@@ -287,6 +289,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.set_total_steps(int(state.get("total_steps", self.cfg.optim.steps)))  # a time budget's schedule stays as measured
+        self.schedule_fitted = bool(state.get("schedule_fitted", False))
         return True
 
     # ---- one batch -------------------------------------------------------------------------------
@@ -440,9 +443,10 @@ class Trainer:
         self.model.train()
         t0, seen = time.time(), 0
         last = {}
-        budget, calib = self.cfg.optim.time_budget_s, self.cfg.optim.time_budget_calibration_steps
-        start_step, t_calib = self.step, None
-        while self.step < (self.total_steps if max_steps is None else min(self.total_steps, max_steps)):
+        budget = 0.0 if self.schedule_fitted else self.cfg.optim.time_budget_s
+        calib, start_step, t_calib = self.cfg.optim.time_budget_calibration_steps, self.step, None
+        end = lambda: self.total_steps if max_steps is None else min(self.total_steps, max_steps)  # noqa: E731
+        while self.step < end():
             if budget and self.step == start_step + 1:  # the first step (allocations, kernel choice) is not timed
                 t_calib = time.time()
             if budget and t_calib is not None and self.step == start_step + 1 + calib:
@@ -453,13 +457,12 @@ class Trainer:
             seen += len(plan.indices)
             self.step += 1
             last = stats
-            end = self.total_steps if max_steps is None else min(self.total_steps, max_steps)
-            if (self.step % self.cfg.optim.log_every == 0 or self.step == end or self.step == 1) and self.accelerator.is_main_process:
+            if (self.step % self.cfg.optim.log_every == 0 or self.step == end() or self.step == 1) and self.accelerator.is_main_process:
                 log_line(self.log_path, {"step": self.step, **{k: round(v, 6) for k, v in stats.items()}, "lr": self.scheduler.get_last_lr()[0],
                                          "threshold": plan.threshold, "phase": plan.phase + 1, "inter_frac": float(plan.inter.mean()),
                                          "samples_per_s": round(len(plan.indices) / max(1e-6, time.time() - ts), 2)})
             stop, save = dp.read_flags(self.accelerator, stop_flag, save_flag)
-            if self.step % self.cfg.optim.checkpoint_every == 0 or self.step == end or stop or save:
+            if self.step % self.cfg.optim.checkpoint_every == 0 or self.step == end() or stop or save:
                 self.save_checkpoint()
             if save and self.accelerator.is_main_process:  # "save now": keep this one beside the rolling checkpoint.pt
                 kept = dp.keep_checkpoint(self.out / "checkpoint.pt", self.step)
@@ -480,9 +483,11 @@ class Trainer:
 
     def fit_schedule_to_budget(self, seconds_left: float, steps_per_s: float) -> None:
         """optim.time_budget_s: end the schedule at the step the measured rate reaches when the budget runs out
-        (never later than optim.steps, never before the next step), so the cosine decay completes in time."""
-        fit = self.step + max(1, int(seconds_left * steps_per_s))
+        (never later than optim.steps, never before the next step), so the cosine decay completes in time. Several
+        processes: the slowest one's fit, so all of them stop at the same step."""
+        fit = dp.min_over_processes(self.accelerator, self.step + max(1, int(seconds_left * steps_per_s)))
         self.set_total_steps(min(self.cfg.optim.steps, fit))
+        self.schedule_fitted = True
         if self.accelerator.is_main_process:
             log_line(self.log_path, {"event": "time_budget", "step": self.step, "steps_per_s": round(steps_per_s, 3),
                                      "seconds_left": round(seconds_left, 1), "total_steps": self.total_steps})
