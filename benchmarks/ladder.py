@@ -52,15 +52,27 @@ def _found_share(frames, clip) -> float:
     return float(np.mean([track_subject(frames, r[0]).found.mean() for r in clip.references_intra]))
 
 
+def flow_solver(name: str, shift: float):
+    """UniPC (Wan's own sampler) or DPM-Solver++ over flow-matching sigmas with the given shift."""
+    from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
+    cls = {"unipc": UniPCMultistepScheduler, "dpm": DPMSolverMultistepScheduler}[name]
+    return cls(num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift)
+
+
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
           shift: float | None = None, mask_steps: int | None = None, layout: str | None = None,
-          layout_radius: float | None = None, first_frame_guidance: float | None = None, seed_offset: int = 0) -> dict:
+          layout_radius: float | None = None, first_frame_guidance: float | None = None, seed_offset: int = 0,
+                  first_frame_redraw: float | None = None, sampler: str | None = None,
+          first_frame_redraw_init: str | None = None) -> dict:
     from evaluation.paired import scene_record
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects
 
     pipe = ReactIDPipeline.from_pretrained(directory)
-    if shift is not None:  # the sampling schedule's shift (the export's scheduler says 3: more steps at high noise)
+    if sampler is not None:  # a multistep solver over the same flow sigmas instead of the export's Euler
+        pipe.scheduler = flow_solver(sampler, pipe.scheduler.config.get("shift", 3.0) if shift is None else shift)
+    elif shift is not None:  # the sampling schedule's shift (the export's scheduler says 3: more steps at high noise)
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=shift)
@@ -74,6 +86,10 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
             given_kw["layout_radius"] = layout_radius
     if first_frame_guidance is not None:
         given_kw["first_frame_guidance"] = first_frame_guidance
+    if first_frame_redraw is not None:
+        given_kw["first_frame_redraw"] = first_frame_redraw
+    if first_frame_redraw_init is not None:
+        given_kw["first_frame_redraw_init"] = first_frame_redraw_init
     own, control, ident_control, found, times, videos, truth_moves, starts, truth_scores = [], [], [], [], [], [], [], [], []
     for i, clip in enumerate(clips):
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
@@ -212,6 +228,11 @@ def main() -> int:
     ap.add_argument("--layout-radius", type=float, help="the columns layout's disc radius, a fraction of the frame side")
     ap.add_argument("--first-frame-guidance", type=float,
                     help="CFG scale of the lone first latent frame (default: the export's first_frame_guidance, else --guidance)")
+    ap.add_argument("--sampler", choices=["unipc", "dpm"], help="a multistep flow solver instead of the export's Euler")
+    ap.add_argument("--first-frame-redraw", type=float,
+                    help="redraw the first latent frame over this last fraction of the steps with the rest pinned")
+    ap.add_argument("--first-frame-redraw-init", choices=["own", "next_frame"],
+                    help="where the first frame's redraw starts: its own latents or the second video frame's picture")
     ap.add_argument("--mask-feedback", default="previous", choices=["previous", "fresh", "none", "oracle", "oracle_start"],
                     help="binding masks at each step: the previous step's (default), a fresh no-binding pass, none, or "
                          "oracle (the truth's masks: how much the predicted masks cost, motion given away) or "
@@ -228,7 +249,8 @@ def main() -> int:
         world[key] = yaml.safe_load(value)
     clips = held_out(args.n, world, args.first)
     row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback, args.shift, args.mask_steps, args.layout, args.layout_radius,
-                args.first_frame_guidance, seed_offset=args.first)
+                args.first_frame_guidance, seed_offset=args.first, first_frame_redraw=args.first_frame_redraw,
+                sampler=args.sampler, first_frame_redraw_init=args.first_frame_redraw_init)
     if not args.no_ceiling:
         row["ceiling"] = ceiling(args.export, clips)
     if args.sensitivity:

@@ -60,6 +60,21 @@ def _check_scale(name: str, value) -> None:
         raise ValueError(f"{name} must be a number >= 0 or null, got {value!r}")
 
 
+def _check_redraw(value) -> None:
+    """first_frame_redraw: the share of the schedule over which the first latent frame is drawn again, in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"first_frame_redraw must be a share of the steps in [0, 1] (0: off), got {value!r}")
+
+
+REDRAW_INITS = ("own", "next_frame")
+
+
+def _check_redraw_init(value) -> None:
+    """Where the first frame's redraw starts: its own finished latents, or the second video frame's picture."""
+    if value not in REDRAW_INITS:
+        raise ValueError(f"first_frame_redraw_init must be one of {', '.join(REDRAW_INITS)}, got {value!r}")
+
+
 class ReactIDPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
 
@@ -67,18 +82,22 @@ class ReactIDPipeline(DiffusionPipeline):
                  max_sequence_length: int = 512, default_height: int = 480, default_width: int = 832, default_fps: int = 16,
                  reference_size: int | None = None, max_frames: int = 81, caption_max_length: int | None = None,
                  name_max_length: int | None = None, prompt_mode: str = "prompt", default_layout: str | None = None,
-                 first_frame_guidance: float | None = None, default_guidance_scale: float | None = None):
+                 first_frame_guidance: float | None = None, default_guidance_scale: float | None = None,
+                 first_frame_redraw: float = 0.0, first_frame_redraw_init: str = "own"):
         super().__init__()
         if default_layout is not None and default_layout not in LAYOUTS:
             raise ValueError(f"default_layout must be one of {', '.join(LAYOUTS)} or null, got {default_layout!r}")
         _check_scale("first_frame_guidance", first_frame_guidance)
         _check_scale("default_guidance_scale", default_guidance_scale)
+        _check_redraw(first_frame_redraw)
+        _check_redraw_init(first_frame_redraw_init)
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
         self.register_to_config(max_sequence_length=max_sequence_length, default_height=default_height, default_width=default_width,
                                 default_fps=default_fps, reference_size=reference_size, max_frames=max_frames,
                                 caption_max_length=caption_max_length, name_max_length=name_max_length, prompt_mode=prompt_mode,
                                 default_layout=default_layout, first_frame_guidance=first_frame_guidance,
-                                default_guidance_scale=default_guidance_scale)
+                                default_guidance_scale=default_guidance_scale, first_frame_redraw=first_frame_redraw,
+                                first_frame_redraw_init=first_frame_redraw_init)
         self.vae_scale_spatial = int(getattr(vae.config, "scale_factor_spatial", 8) or 8)
         self.vae_scale_temporal = int(getattr(vae.config, "scale_factor_temporal", 4) or 4)
 
@@ -266,7 +285,8 @@ class ReactIDPipeline(DiffusionPipeline):
                  mask_feedback: bool | str = True, binding_masks: torch.Tensor | None = None, init_video: np.ndarray | None = None,
                  strength: float = 1.0, binding_masks_steps: int | None = None, layout: str | None = None,
                  layout_steps: int | None = None, layout_radius: float = DEFAULT_LAYOUT_RADIUS,
-                 layout_boxes=None, first_frame_guidance: float | None = None) -> ReactIDPipelineOutput:
+                 layout_boxes=None, first_frame_guidance: float | None = None,
+                 first_frame_redraw: float | None = None, first_frame_redraw_init: str | None = None) -> ReactIDPipelineOutput:
         """mask_feedback sets the subject masks behind the binding labels at each denoising step: True or
         'previous' (the previous step's predicted masks, one forward per step), 'fresh' (a no-binding forward on the
         current latents first, as training's predicted binding does; one more forward per step) or False / 'none'.
@@ -284,6 +304,11 @@ class ReactIDPipeline(DiffusionPipeline):
         first_frame_guidance: the guidance scale of each window's first latent frame (the lone first video frame,
         which has its own latent space); None: the export's `first_frame_guidance`, and if that is null
         guidance_scale. The shipped sprite model says 1: at CFG 3 its first frame came out 30% smaller and blocky.
+        first_frame_redraw r in [0, 1] (None: the export's, else 0, off): after the schedule, run its last r of the
+        steps again on the first latent frame alone, the others pinned to their finished latents noised to each
+        step's level; first_frame_redraw_init (None: the export's, else 'own') starts it from its own finished
+        latents ('own') or from the second video frame's picture encoded as a first frame ('next_frame'). The shipped
+        sprite model says 0.3 from 'next_frame': its first frame had come out blocky and fragmented.
         init_video (uint8 [F, H, W, 3], the timeline's frame count and size) with strength s in (0, 1]: redraw a clip
         instead of drawing from noise (diffusers' video-to-video): its latents are noised to the schedule's level at
         the last s of the steps and only those steps run; s 1 ignores the clip's content. One window only."""
@@ -305,6 +330,12 @@ class ReactIDPipeline(DiffusionPipeline):
         _check_scale("first_frame_guidance", first_frame_guidance)
         # (the lone first latent frame's guidance scale, every other frame's)
         frame_guidance = (float(guidance_scale if first_frame_guidance is None else first_frame_guidance), float(guidance_scale))
+        if first_frame_redraw is None:
+            first_frame_redraw = getattr(self.config, "first_frame_redraw", None) or 0.0
+        _check_redraw(first_frame_redraw)
+        if first_frame_redraw_init is None:
+            first_frame_redraw_init = getattr(self.config, "first_frame_redraw_init", None) or "own"
+        _check_redraw_init(first_frame_redraw_init)
         if binding_masks is not None:
             binding_masks = self._check_binding_masks(binding_masks, timeline, height, width, segment_seconds)
         layout_pixels = None
@@ -379,7 +410,7 @@ class ReactIDPipeline(DiffusionPipeline):
                 frames_t, masks_t = self._denoise(
                     sub, ref_feats, prompt_emb, neg_emb, height, width, num_inference_steps, frame_guidance, seeds[wi],
                     ctx_latents, callback_on_step_end, cancel_event, bar, wi * num_inference_steps, mask_feedback, window_masks,
-                    init_latents, strength, binding_masks_steps)
+                    init_latents, strength, binding_masks_steps, first_frame_redraw, first_frame_redraw_init)
                 last_latents = self._last_latents
                 video = frames_t  # [1, 3, F, H, W] in [-1, 1]
                 start = n_ctx_frames if wi > 0 else 0
@@ -403,7 +434,7 @@ class ReactIDPipeline(DiffusionPipeline):
 
     def _denoise(self, timeline: Timeline, ref_feats, prompt_emb, neg_emb, height, width, steps, guidance, seed, ctx_latents,
                  callback, cancel_event, bar, step_offset, mask_feedback, binding_masks=None, init_latents=None, strength=1.0,
-                 binding_masks_steps=None):
+                 binding_masks_steps=None, first_frame_redraw: float = 0.0, first_frame_redraw_init: str = "own"):
         device, dtype = self.device, self.transformer.dtype
         n_lat = num_latent_frames(timeline.num_frames)
         h, w = height // self.vae_scale_spatial, width // self.vae_scale_spatial
@@ -433,12 +464,8 @@ class ReactIDPipeline(DiffusionPipeline):
         # per latent frame: the lone first frame's own scale, then the rest's
         frame_scale = torch.full((1, 1, n_lat, 1, 1), guidance[1], device=device, dtype=dtype)
         frame_scale[:, :, 0] = guidance[0]
-        for i, t in enumerate(timesteps):
-            if cancel_event is not None and cancel_event.is_set():
-                raise GenerationCancelled("generation cancelled")
-            if ctx_latents is not None:  # pin the overlap to the previous segment's end, noised to this level
-                sigma = self.scheduler.sigmas[i].to(dtype)
-                latents[:, :, :n_ctx] = (1 - sigma) * ctx_latents + sigma * noise_ctx
+        def predict(latents, i, t, masks, scale):
+            """One denoising step's guided prediction and the masks the next step binds with."""
             tt = t.expand(1).to(device)
             given = binding_masks is not None and (binding_masks_steps is None or i < binding_masks_steps)
             if mask_feedback == "fresh" and not given:
@@ -450,19 +477,55 @@ class ReactIDPipeline(DiffusionPipeline):
                 bind = masks if mask_feedback not in (False, "none") else None
             out = self.transformer(latents, tt, prompt_emb, reference_features=ref_feats, timeline=tl_cond, subject_masks=bind)
             pred = out.sample
-            if neg_emb is not None and max(guidance) > 1.0:
+            if neg_emb is not None and float(scale.max()) > 1.0:
                 # the negative branch is what caption dropout trained: empty prompt, timeline captions dropped (the
                 # attention's null slot), references kept, no binding labels
                 unc = self.transformer(latents, tt, neg_emb, reference_features=ref_feats, timeline=tl_null, subject_masks=None).sample
-                pred = unc + frame_scale * (pred - unc)
+                pred = unc + scale * (pred - unc)
             if out.mask_logits is not None and mask_feedback != "fresh":
                 masks = torch.sigmoid(out.mask_logits.float())
+            return pred, masks
+
+        for i, t in enumerate(timesteps):
+            if cancel_event is not None and cancel_event.is_set():
+                raise GenerationCancelled("generation cancelled")
+            if ctx_latents is not None:  # pin the overlap to the previous segment's end, noised to this level
+                sigma = self.scheduler.sigmas[i].to(dtype)
+                latents[:, :, :n_ctx] = (1 - sigma) * ctx_latents + sigma * noise_ctx
+            pred, masks = predict(latents, i, t, masks, frame_scale)
             latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
             if callback is not None:
                 ret = callback(self, step_offset + i, t, {"latents": latents}) or {}
                 latents = ret.get("latents", latents)
             if bar is not None:
                 bar.update(1)
+        if first_frame_redraw > 0 and n_lat > 1 and ctx_latents is None and init_latents is None:
+            # redraw the lone first latent frame with the rest pinned (RePaint-style replacement): from the level
+            # the last `first_frame_redraw` of the schedule begins with, the other frames are the finished ones
+            # noised to each step's level, so the first frame is drawn to agree with them
+            start = steps - max(1, min(steps, round(steps * first_frame_redraw)))
+            self.scheduler.set_timesteps(steps, device=device)
+            self.scheduler.set_begin_index(start)
+            known = latents.clone()
+            noise_known = torch.randn(known.shape, generator=gen, dtype=torch.float32).to(device, dtype)
+            sigma0 = self.scheduler.sigmas[start].to(dtype)
+            latents = (1 - sigma0) * known + sigma0 * noise_known
+            if first_frame_redraw_init == "next_frame":
+                # start the first frame from the second video frame as the rest draw it (one frame apart: nearly
+                # the same picture), encoded into the first frame's latent space; the redraw makes it frame 0
+                second = self.decode_latents(known[:, :, :2])[:, :, 1:2]
+                hint = self.encode_video(second).to(device, dtype)
+                latents[:, :, :1] = (1 - sigma0) * hint + sigma0 * noise_known[:, :, :1]
+            first_scale = frame_scale[:, :, :1]
+            for i in range(start, steps):
+                if cancel_event is not None and cancel_event.is_set():
+                    raise GenerationCancelled("generation cancelled")
+                t = self.scheduler.timesteps[i]
+                sigma = self.scheduler.sigmas[i].to(dtype)
+                latents[:, :, 1:] = (1 - sigma) * known[:, :, 1:] + sigma * noise_known[:, :, 1:]
+                pred, masks = predict(latents, i, t, masks, first_scale)
+                latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+            latents[:, :, 1:] = known[:, :, 1:]
         if ctx_latents is not None:
             latents[:, :, :n_ctx] = ctx_latents
         self._last_latents = latents.detach().float().cpu()

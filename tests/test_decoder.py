@@ -92,3 +92,24 @@ def test_the_command_redraws_trains_and_writes_a_loadable_vae(tmp_path):
     assert '"reused": true' in rerun.stdout
     bad = subprocess.run(cmd[:-6] + ["--strengths", "0,0.3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "--strengths must be in (0, 1]" in bad.stderr
+
+
+def test_strength_one_pairs_are_full_generations_with_the_layout():
+    """A strength of 1 is the studio's generation from noise with the export's start layout (the model's errors as
+    users see them), paired with the clip's own frames; not a redraw of the clip."""
+    from model.pipeline import ReactIDPipeline
+    from train.decoder import DATA_SEED, redraw_pairs
+    from train.sprites import WorldConfig, generate_clip
+
+    model = ROOT / "assets/default_model"
+    data = redraw_pairs(model, 1, [1.0], steps=2, log=lambda line: None, layout="paths")
+    assert data["strength"].tolist() == [0.0, 1.0] and data["clip"].tolist() == [0, 0]
+    pipe = ReactIDPipeline.from_pretrained(model)
+    world = WorldConfig.from_kwargs(**json.loads((model / "sprite_world.json").read_text()))
+    clip = generate_clip(DATA_SEED, world)
+    assert torch.equal(data["frames"][1], torch.from_numpy(clip.frames))
+    refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
+    kw = dict(num_inference_steps=2, guidance_scale=3.0, seed=DATA_SEED, progress=False)
+    with_layout = pipe(clip.timeline, refs, layout="paths", **kw).latents[0]
+    redraw = pipe(clip.timeline, refs, init_video=clip.frames, strength=1.0, **kw).latents[0]
+    assert torch.allclose(data["latents"][1], with_layout) and not torch.allclose(data["latents"][1], redraw)

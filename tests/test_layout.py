@@ -148,7 +148,8 @@ def test_layout_refusals(tiny_pipe, two_subject_refs):
 
 
 def test_the_studio_engine_uses_the_models_default_layout_unless_told_otherwise():
-    """The shipped default says default_layout 'paths' and first_frame_guidance 1 (reactid_pipeline.json): 'auto'
+    """The shipped default says default_layout 'paths', first_frame_guidance 1 and a first-frame redraw from the second
+    frame's picture over the last 0.3 of the steps (reactid_pipeline.json): 'auto'
     binds its first step with the paths plan, 'columns' with the columns plan, 'none' leaves the first step unbound,
     an unknown layout is refused before any work."""
     from model.timeline import Timeline
@@ -159,6 +160,7 @@ def test_the_studio_engine_uses_the_models_default_layout_unless_told_otherwise(
     engine, _ = default_engine()
     pipe = engine.pipe
     assert pipe.config.default_layout == "paths" and pipe.config.first_frame_guidance == 1.0
+    assert pipe.config.first_frame_redraw == 0.3 and pipe.config.first_frame_redraw_init == "next_frame"
     tl = Timeline.from_dict(initial_document(engine.limits().fps))
     first = {}
     for layout, bound in (("auto", True), ("none", False), ("columns", True), ("paths", True)):

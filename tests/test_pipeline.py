@@ -300,6 +300,82 @@ def test_first_frame_guidance_sets_the_scale_of_the_first_latent_frame_only(tiny
         tiny_pipe(example_timeline(), two_subject_refs, seed=0, first_frame_guidance=-1, **FAST)
 
 
+def test_first_frame_redraw_draws_only_the_first_latent_frame_again(tiny_pipe, two_subject_refs):
+    """first_frame_redraw r: after the schedule, the last r of its steps run again on the lone first latent frame
+    with the other frames pinned (each step: the finished latents noised to that step's level), so every other
+    frame's latents stay exactly as the plain generation left them; the export's key is the default."""
+    kw = dict(num_inference_steps=4, guidance_scale=3.0, progress=False, first_frame_guidance=1.0)
+    calls = []
+    orig_fwd = tiny_pipe.transformer.forward
+
+    def fwd(hidden_states, *args, **kwargs):
+        calls.append(hidden_states.clone())
+        return orig_fwd(hidden_states, *args, **kwargs)
+
+    plain = tiny_pipe(example_timeline(), two_subject_refs, seed=0, **kw)
+    tiny_pipe.transformer.forward = fwd
+    try:
+        redrawn = tiny_pipe(example_timeline(), two_subject_refs, seed=0, first_frame_redraw=0.5, **kw)
+    finally:
+        del tiny_pipe.transformer.forward
+    # 4 guided steps (2 forwards each), then 2 redraw steps whose first frame is unguided (scale 1: one forward)
+    assert len(calls) == 4 * 2 + 2
+    assert torch.equal(redrawn.latents[:, :, 1:], plain.latents[:, :, 1:])
+    assert not torch.equal(redrawn.latents[:, :, :1], plain.latents[:, :, :1])
+    # the redraw's inputs: the other frames are the finished latents noised to the step's level (sigma < 1)
+    sig = tiny_pipe.scheduler.sigmas
+    start = 4 - 2
+    pinned = calls[8][:, :, 1:]
+    noise = (pinned - (1 - sig[start]) * plain.latents[:, :, 1:]) / sig[start]
+    again = (1 - sig[start + 1]) * plain.latents[:, :, 1:] + sig[start + 1] * noise
+    assert torch.allclose(calls[9][:, :, 1:], again, atol=1e-5)
+    assert float(noise.std()) > 0.5  # noised, not the clean latents
+    tiny_pipe.register_to_config(first_frame_redraw=0.5)  # an export that names it makes it the default
+    try:
+        assert torch.equal(tiny_pipe(example_timeline(), two_subject_refs, seed=0, **kw).latents, redrawn.latents)
+        assert torch.equal(tiny_pipe(example_timeline(), two_subject_refs, seed=0, first_frame_redraw=0, **kw).latents,
+                           plain.latents)
+    finally:
+        tiny_pipe.register_to_config(first_frame_redraw=0.0)
+    for bad in (-0.1, 1.5, "half", True):
+        with pytest.raises(ValueError, match="first_frame_redraw must be a share of the steps"):
+            tiny_pipe(example_timeline(), two_subject_refs, seed=0, first_frame_redraw=bad, **kw)
+
+
+def test_first_frame_redraw_can_start_from_the_second_frames_picture(tiny_pipe, two_subject_refs):
+    """first_frame_redraw_init 'next_frame': the redraw's first frame starts from the second video frame as the
+    finished latents draw it, encoded into the first frame's latent space and noised to the redraw's first level
+    (the same noise the 'own' start gets); the other frames stay as the plain generation left them."""
+    kw = dict(num_inference_steps=4, guidance_scale=3.0, progress=False, first_frame_guidance=1.0, first_frame_redraw=0.5)
+    inputs = {}
+    orig_fwd = tiny_pipe.transformer.forward
+    for init in ("own", "next_frame"):
+        seen = []
+
+        def fwd(hidden_states, *args, **kwargs):
+            seen.append(hidden_states.clone())
+            return orig_fwd(hidden_states, *args, **kwargs)
+
+        tiny_pipe.transformer.forward = fwd
+        try:
+            out = tiny_pipe(example_timeline(), two_subject_refs, seed=0, first_frame_redraw_init=init, **kw)
+        finally:
+            del tiny_pipe.transformer.forward
+        inputs[init] = (seen[8], out)
+    plain = tiny_pipe(example_timeline(), two_subject_refs, seed=0, **{**kw, "first_frame_redraw": 0.0})
+    hint = tiny_pipe.encode_video(tiny_pipe.decode_latents(plain.latents[:, :, :2])[:, :, 1:2])
+    assert hint.shape[2] == 1
+    sigma0 = tiny_pipe.scheduler.sigmas[2]
+    own_in, nf_in = inputs["own"][0], inputs["next_frame"][0]
+    assert torch.allclose(nf_in[:, :, :1] - own_in[:, :, :1], (1 - sigma0) * (hint - plain.latents[:, :, :1]), atol=1e-5)
+    assert torch.equal(nf_in[:, :, 1:], own_in[:, :, 1:])
+    nf_out = inputs["next_frame"][1]
+    assert torch.equal(nf_out.latents[:, :, 1:], plain.latents[:, :, 1:])
+    assert not torch.equal(nf_out.latents[:, :, :1], inputs["own"][1].latents[:, :, :1])
+    with pytest.raises(ValueError, match="first_frame_redraw_init must be one of own, next_frame"):
+        tiny_pipe(example_timeline(), two_subject_refs, seed=0, first_frame_redraw_init="previous", **kw)
+
+
 def test_redraw_from_an_init_video_starts_at_the_strengths_noise_level(tiny_pipe, two_subject_refs):
     """init_video + strength (video-to-video): the clip's latents noised to the level where the last `strength` of
     the schedule starts, and only those steps run; strength 1 is the plain generation; bad input is refused."""

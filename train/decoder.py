@@ -30,8 +30,11 @@ import torch.nn.functional as F
 DATA_SEED = 600_000  # away from training clips (data.seed, 1000 + ...) and the held-out ones (900_000 + ...)
 
 
-def redraw_pairs(model_dir: str | Path, n_clips: int, strengths: list[float], steps: int = 20, guidance: float = 3.0, log=print) -> dict:
-    """Clean and redrawn latents of `n_clips` clips of the model's world, with the clips' frames.
+def redraw_pairs(model_dir: str | Path, n_clips: int, strengths: list[float], steps: int = 20, guidance: float = 3.0, log=print,
+                 layout: str | None = None) -> dict:
+    """Clean and redrawn latents of `n_clips` clips of the model's world, with the clips' frames. A strength of 1 is
+    a full generation from noise as the studio makes it: with `layout` (e.g. the export's 'paths', so the subjects
+    are drawn where the clip has them) and the export's first-frame settings; the model's errors as users see them.
     Returns {'latents': [M, Z, F', h, w] normalised, 'frames': [M, F, H, W, 3] uint8, 'clip': [M], 'strength': [M]}."""
     from model.pipeline import ReactIDPipeline
     from train.sprites import WorldConfig, generate_clip
@@ -49,8 +52,9 @@ def redraw_pairs(model_dir: str | Path, n_clips: int, strengths: list[float], st
         clip_idx.append(i)
         strength.append(0.0)
         for k, s in enumerate(strengths):
+            how = {"layout": layout} if s >= 1.0 else {"init_video": clip.frames, "strength": s}
             out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=DATA_SEED + 97 * i + k,
-                       progress=False, init_video=clip.frames, strength=s)
+                       progress=False, **how)
             lat.append(out.latents[0])
             frames.append(clip.frames)
             clip_idx.append(i)
@@ -167,7 +171,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True, help="pipeline directory whose VAE is a PCA VAE and whose model makes the redraws")
     ap.add_argument("--out", required=True, help="output VAE directory")
     ap.add_argument("--clips", type=int, default=160)
-    ap.add_argument("--strengths", default="0.3,0.45", help="redraw strengths (share of the sampling steps redone)")
+    ap.add_argument("--strengths", default="0.3,0.45",
+                    help="redraw strengths (share of the sampling steps redone); 1: a full generation with --layout")
+    ap.add_argument("--layout", default=None, help="the full generations' start layout (default: the export's default_layout)")
     ap.add_argument("--steps", type=int, default=1500, help="decoder training steps")
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--res-blocks", type=int, default=1)
@@ -197,7 +203,10 @@ def main(argv=None) -> int:
         log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "reused": True}))
     else:
         t0 = time.time()
-        data = redraw_pairs(args.model, args.clips, strengths, log=log)
+        layout = args.layout
+        if layout is None:
+            layout = json.loads((Path(args.model) / "reactid_pipeline.json").read_text()).get("default_layout")
+        data = redraw_pairs(args.model, args.clips, strengths, log=log, layout=layout)
         torch.save(data, data_path)
         log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "s": round(time.time() - t0, 1)}))
     vae = build_decoder_vae(load_vae(Path(args.model) / "vae"), args.width, args.res_blocks, args.context)
