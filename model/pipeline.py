@@ -308,7 +308,8 @@ class ReactIDPipeline(DiffusionPipeline):
         steps again on the first latent frame alone, the others pinned to their finished latents noised to each
         step's level; first_frame_redraw_init (None: the export's, else 'own') starts it from its own finished
         latents ('own') or from the second video frame's picture encoded as a first frame ('next_frame'). The shipped
-        sprite model says 0.3 from 'next_frame': its first frame had come out blocky and fragmented.
+        sprite model says 0.3 from 'next_frame': its first frame had come out blocky and fragmented. Not with
+        init_video, nor in a later segment window (its first frame is the pinned overlap).
         init_video (uint8 [F, H, W, 3], the timeline's frame count and size) with strength s in (0, 1]: redraw a clip
         instead of drawing from noise (diffusers' video-to-video): its latents are noised to the schedule's level at
         the last s of the steps and only those steps run; s 1 ignores the clip's content. One window only."""
@@ -513,7 +514,7 @@ class ReactIDPipeline(DiffusionPipeline):
             if first_frame_redraw_init == "next_frame":
                 # start the first frame from the second video frame as the rest draw it (one frame apart: nearly
                 # the same picture), encoded into the first frame's latent space; the redraw makes it frame 0
-                second = self.decode_latents(known[:, :, :2])[:, :, 1:2]
+                second = self.decode_latents(known[:, :, :3])[:, :, 1:2]  # latent frame 2: the decoder's context
                 hint = self.encode_video(second).to(device, dtype)
                 latents[:, :, :1] = (1 - sigma0) * hint + sigma0 * noise_known[:, :, :1]
             first_scale = frame_scale[:, :, :1]

@@ -363,7 +363,7 @@ def test_first_frame_redraw_can_start_from_the_second_frames_picture(tiny_pipe, 
             del tiny_pipe.transformer.forward
         inputs[init] = (seen[8], out)
     plain = tiny_pipe(example_timeline(), two_subject_refs, seed=0, **{**kw, "first_frame_redraw": 0.0})
-    hint = tiny_pipe.encode_video(tiny_pipe.decode_latents(plain.latents[:, :, :2])[:, :, 1:2])
+    hint = tiny_pipe.encode_video(tiny_pipe.decode_latents(plain.latents[:, :, :3])[:, :, 1:2])
     assert hint.shape[2] == 1
     sigma0 = tiny_pipe.scheduler.sigmas[2]
     own_in, nf_in = inputs["own"][0], inputs["next_frame"][0]
