@@ -63,8 +63,7 @@ def flow_solver(name: str, shift: float):
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
           shift: float | None = None, mask_steps: int | None = None, layout: str | None = None,
           layout_radius: float | None = None, first_frame_guidance: float | None = None, seed_offset: int = 0,
-                  first_frame_redraw: float | None = None, sampler: str | None = None,
-          first_frame_redraw_init: str | None = None) -> dict:
+          first_frame_redraw: float | None = None, sampler: str | None = None, first_frame_redraw_init: str | None = None) -> dict:
     from evaluation.paired import scene_record
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects

@@ -501,32 +501,8 @@ class ReactIDPipeline(DiffusionPipeline):
             if bar is not None:
                 bar.update(1)
         if first_frame_redraw > 0 and n_lat > 1 and ctx_latents is None and init_latents is None:
-            # redraw the lone first latent frame with the rest pinned (RePaint-style replacement): from the level
-            # the last `first_frame_redraw` of the schedule begins with, the other frames are the finished ones
-            # noised to each step's level, so the first frame is drawn to agree with them
-            start = steps - max(1, min(steps, round(steps * first_frame_redraw)))
-            self.scheduler.set_timesteps(steps, device=device)
-            self.scheduler.set_begin_index(start)
-            known = latents.clone()
-            noise_known = torch.randn(known.shape, generator=gen, dtype=torch.float32).to(device, dtype)
-            sigma0 = self.scheduler.sigmas[start].to(dtype)
-            latents = (1 - sigma0) * known + sigma0 * noise_known
-            if first_frame_redraw_init == "next_frame":
-                # start the first frame from the second video frame as the rest draw it (one frame apart: nearly
-                # the same picture), encoded into the first frame's latent space; the redraw makes it frame 0
-                second = self.decode_latents(known[:, :, :3])[:, :, 1:2]  # latent frame 2: the decoder's context
-                hint = self.encode_video(second).to(device, dtype)
-                latents[:, :, :1] = (1 - sigma0) * hint + sigma0 * noise_known[:, :, :1]
-            first_scale = frame_scale[:, :, :1]
-            for i in range(start, steps):
-                if cancel_event is not None and cancel_event.is_set():
-                    raise GenerationCancelled("generation cancelled")
-                t = self.scheduler.timesteps[i]
-                sigma = self.scheduler.sigmas[i].to(dtype)
-                latents[:, :, 1:] = (1 - sigma) * known[:, :, 1:] + sigma * noise_known[:, :, 1:]
-                pred, masks = predict(latents, i, t, masks, first_scale)
-                latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
-            latents[:, :, 1:] = known[:, :, 1:]
+            latents, masks = self._redraw_first_frame(latents, masks, predict, frame_scale[:, :, :1], steps, first_frame_redraw,
+                                                      first_frame_redraw_init, gen, cancel_event)
         if ctx_latents is not None:
             latents[:, :, :n_ctx] = ctx_latents
         self._last_latents = latents.detach().float().cpu()
@@ -538,6 +514,33 @@ class ReactIDPipeline(DiffusionPipeline):
         else:
             mask_video = self._masks_to_video(masks, grid, F_, height, width)
         return video, mask_video
+
+    def _redraw_first_frame(self, latents, masks, predict, first_scale, steps, share, init, gen, cancel_event):
+        """Redraw the lone first latent frame with the rest pinned (RePaint-style replacement): from the level the
+        last `share` of the schedule begins with, the other frames are the finished ones noised to each step's level,
+        so the first frame is drawn to agree with them. `init` 'next_frame' starts it from the second video frame as
+        the finished latents draw it (one frame apart: nearly the same picture), encoded as a first frame."""
+        device, dtype = latents.device, latents.dtype
+        start = steps - max(1, min(steps, round(steps * share)))
+        self.scheduler.set_timesteps(steps, device=device)
+        self.scheduler.set_begin_index(start)
+        known = latents.clone()
+        noise = torch.randn(known.shape, generator=gen, dtype=torch.float32).to(device, dtype)
+        sigma0 = self.scheduler.sigmas[start].to(dtype)
+        latents = (1 - sigma0) * known + sigma0 * noise
+        if init == "next_frame":  # latent frame 2 is the learned decoder's context for the second frame
+            second = self.decode_latents(known[:, :, :3])[:, :, 1:2]
+            latents[:, :, :1] = (1 - sigma0) * self.encode_video(second).to(device, dtype) + sigma0 * noise[:, :, :1]
+        for i in range(start, steps):
+            if cancel_event is not None and cancel_event.is_set():
+                raise GenerationCancelled("generation cancelled")
+            t = self.scheduler.timesteps[i]
+            sigma = self.scheduler.sigmas[i].to(dtype)
+            latents[:, :, 1:] = (1 - sigma) * known[:, :, 1:] + sigma * noise[:, :, 1:]
+            pred, masks = predict(latents, i, t, masks, first_scale)
+            latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+        latents[:, :, 1:] = known[:, :, 1:]
+        return latents, masks
 
     def _check_init_video(self, video, strength: float, timeline: Timeline, height: int, width: int, segment_seconds) -> torch.Tensor:
         if segment_seconds is not None:

@@ -31,15 +31,18 @@ DATA_SEED = 600_000  # away from training clips (data.seed, 1000 + ...) and the 
 
 
 def redraw_pairs(model_dir: str | Path, n_clips: int, strengths: list[float], steps: int = 20, guidance: float = 3.0, log=print,
-                 layout: str | None = None) -> dict:
+                 layout: str | None = "auto") -> dict:
     """Clean and redrawn latents of `n_clips` clips of the model's world, with the clips' frames. A strength of 1 is
-    a full generation from noise as the studio makes it: with `layout` (e.g. the export's 'paths', so the subjects
-    are drawn where the clip has them) and the export's first-frame settings; the model's errors as users see them.
+    a full generation from noise as the studio makes it: with `layout` ('auto': the export's default_layout, e.g.
+    'paths', so the subjects are drawn where the clip has them; None: no layout) and the export's first-frame
+    settings; the model's errors as users see them.
     Returns {'latents': [M, Z, F', h, w] normalised, 'frames': [M, F, H, W, 3] uint8, 'clip': [M], 'strength': [M]}."""
     from model.pipeline import ReactIDPipeline
     from train.sprites import WorldConfig, generate_clip
 
     pipe = ReactIDPipeline.from_pretrained(model_dir)
+    if layout == "auto":
+        layout = pipe.config.default_layout
     world = WorldConfig.from_kwargs(**json.loads((Path(model_dir) / "sprite_world.json").read_text()))
     lat, frames, clip_idx, strength = [], [], [], []
     t0 = time.time()
@@ -173,7 +176,7 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=160)
     ap.add_argument("--strengths", default="0.3,0.45",
                     help="redraw strengths (share of the sampling steps redone); 1: a full generation with --layout")
-    ap.add_argument("--layout", default=None, help="the full generations' start layout (default: the export's default_layout)")
+    ap.add_argument("--layout", default="auto", help="the full generations' start layout (auto: the export's default_layout)")
     ap.add_argument("--steps", type=int, default=1500, help="decoder training steps")
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--res-blocks", type=int, default=1)
@@ -203,10 +206,7 @@ def main(argv=None) -> int:
         log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "reused": True}))
     else:
         t0 = time.time()
-        layout = args.layout
-        if layout is None:
-            layout = json.loads((Path(args.model) / "reactid_pipeline.json").read_text()).get("default_layout")
-        data = redraw_pairs(args.model, args.clips, strengths, log=log, layout=layout)
+        data = redraw_pairs(args.model, args.clips, strengths, log=log, layout=args.layout)
         torch.save(data, data_path)
         log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "s": round(time.time() - t0, 1)}))
     vae = build_decoder_vae(load_vae(Path(args.model) / "vae"), args.width, args.res_blocks, args.context)
