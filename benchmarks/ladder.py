@@ -33,9 +33,10 @@ HELD_OUT_SEED = 900_000  # the sprite benchmark's held-out seeds: training clips
 
 def level_world(level: str) -> dict:
     """The world of a ladder preset (train/presets/ladder_<level>.yaml)."""
-    from train.config import load_config
+    from train.config import read_config_file
 
-    return dict(load_config(f"ladder_{level}").data.world)
+    # the world only: read without validating the training part (a level whose warm start is not on disk still scores)
+    return dict(read_config_file(f"ladder_{level}").get("data", {}).get("world", {}))
 
 
 def held_out(n: int, world: dict, first: int = 0):
@@ -63,7 +64,8 @@ def flow_solver(name: str, shift: float):
 def score(directory: str, clips, steps: int, guidance: float, strip: str | None = None, mask_feedback="previous",
           shift: float | None = None, mask_steps: int | None = None, layout: str | None = None,
           layout_radius: float | None = None, first_frame_guidance: float | None = None, seed_offset: int = 0,
-          first_frame_redraw: float | None = None, sampler: str | None = None, first_frame_redraw_init: str | None = None) -> dict:
+          first_frame_redraw: float | None = None, sampler: str | None = None, first_frame_redraw_init: str | None = None,
+          references: str = "intra") -> dict:
     from evaluation.paired import scene_record
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects
@@ -91,7 +93,10 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         given_kw["first_frame_redraw_init"] = first_frame_redraw_init
     own, control, ident_control, found, times, videos, truth_moves, starts, truth_scores = [], [], [], [], [], [], [], [], []
     for i, clip in enumerate(clips):
-        refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
+        # the conditioning: a crop of the clip itself (intra) or a re-render at another scale, angle, light and background
+        # (inter, the paper's cross-clip references); the scoring always tracks the subject as the clip draws it
+        given = clip.references_intra if references == "intra" else clip.references_inter
+        refs = {s.id: [given[k][0]] for k, s in enumerate(clip.timeline.subjects)}
         t0 = time.perf_counter()
         # oracle: the truth's token masks bind at every step (what the predicted masks cost, with the motion given
         # away); oracle_start: the truth's first-frame masks in every frame (who stands where, no motion)
@@ -124,6 +129,13 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
                           for r in sc.actions if r["scored"]]
     ctrl = summarize(control) if control else {}
     row["found"] = float(np.mean(found))
+    # identity per reference shape (and texture): which references the model draws as blobs
+    for key in ("shape", "texture"):
+        groups: dict[str, list[float]] = {}
+        for sc, clip in zip(own, clips):
+            for ident, ok in zip(clip.identities, sc.identity_per_subject):
+                groups.setdefault(getattr(ident, key), []).append(ok)
+        row[f"identity_by_{key}"] = {k: [float(np.mean(v)), len(v)] for k, v in sorted(groups.items())}
     # motion amplitude: median pixels moved in the commanded direction over the scenes' translations
     moves = [r["moved_px"] for sc in own for r in sc.actions if r["moved_px"] is not None]
     row["move_px"] = float(np.median(moves)) if moves else None
@@ -239,6 +251,8 @@ def main() -> int:
     ap.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
                     help="override a world key of the level (YAML value), e.g. duration=4.0 to see whether a level "
                          "trained on 2 s clips carries over to 4 s")
+    ap.add_argument("--references", choices=["intra", "inter"], default="intra",
+                    help="condition on a crop of the clip itself (intra) or on a re-render of each subject (inter)")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -249,7 +263,7 @@ def main() -> int:
     clips = held_out(args.n, world, args.first)
     row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback, args.shift, args.mask_steps, args.layout, args.layout_radius,
                 args.first_frame_guidance, seed_offset=args.first, first_frame_redraw=args.first_frame_redraw,
-                sampler=args.sampler, first_frame_redraw_init=args.first_frame_redraw_init)
+                sampler=args.sampler, first_frame_redraw_init=args.first_frame_redraw_init, references=args.references)
     if not args.no_ceiling:
         row["ceiling"] = ceiling(args.export, clips)
     if args.sensitivity:
@@ -260,13 +274,17 @@ def main() -> int:
         row["timeline_ratio"], row["refs_ratio"] = sens["timeline_ratio"], sens["refs_ratio"]
     fmt = lambda v, p=3: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     shift = f", shift {args.shift:g}" if args.shift is not None else ""
-    print(f"level {args.level}, {args.n} held-out scenes (from scene {args.first}), {args.steps} steps, CFG {args.guidance}{shift}: {args.export}")
+    refs = ", inter-clip references" if args.references == "inter" else ""
+    print(f"level {args.level}, {args.n} held-out scenes (from scene {args.first}), {args.steps} steps, CFG {args.guidance}{shift}{refs}: {args.export}")
     print("| identity | found | action | action (other timeline) | timing (fr) | timing (other) | binding | s/clip |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {fmt(row['identity_fidelity'])} | {fmt(row['found'])} | {fmt(row['action_accuracy'])} | {fmt(row['control_action_accuracy'])} | "
           f"{fmt(row['timing_error_frames'], 2)} | {fmt(row['control_timing_error_frames'], 2)} | {fmt(row['binding_accuracy'])} | {fmt(row['s_per_clip'], 2)} |")
     print(f"chance controls: identity {fmt(row['control_identity_fidelity'])} (the frames against another scene's references), "
           f"binding {fmt(row['control_binding_accuracy'])} (against another scene's timeline)")
+    for key in ("shape", "texture"):
+        if len(row.get(f"identity_by_{key}", {})) > 1:
+            print(f"identity by reference {key}: " + ", ".join(f"{k} {fmt(v[0])} ({v[1]})" for k, v in row[f"identity_by_{key}"].items()))
     if row.get("start_px") is not None:
         print(f"start positions (frames 4-12): median {fmt(row['start_px'], 1)} px from the subject's true place, "
               f"{fmt(row['start_px_other'], 1)} px from another subject's (chance); left-to-right order right in "

@@ -73,14 +73,35 @@ def test_a_learned_decoder_needs_a_pca_vae():
     assert decoder_loss(x, x).item() == 0.0
 
 
+def test_the_either_mask_makes_a_halo_cost_what_a_missed_edge_does():
+    """'target' weights only the target's sprite pixels, so a halo painted around a sprite is cheap and a missed sprite
+    pixel dear (the decoder learns to paint where unsure); 'either' weights both kinds of error at the edge alike."""
+    x = -torch.ones(1, 3, 1, 16, 16)
+    x[..., 6:10, 6:10] = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1, 1)  # a red 4 x 4 sprite on black
+    halo, missed = x.clone(), x.clone()
+    halo[..., 5:11, 5:11] = x[..., 6:10, 6:10].mean((-2, -1), keepdim=True)  # drawn one pixel too large all round
+    halo[..., 6:10, 6:10] = x[..., 6:10, 6:10]
+    missed[..., 6:10, 6] = -1.0  # one edge column left out: 4 pixels
+    ratio_target = decoder_loss(halo, x, fg_mask="target") / decoder_loss(missed, x, fg_mask="target")
+    ratio_either = decoder_loss(halo, x, fg_mask="either") / decoder_loss(missed, x, fg_mask="either")
+    # 20 halo pixels against 4 missed ones: 'either' prices them per pixel alike (5x), 'target' 11x cheaper
+    assert ratio_either == pytest.approx(5.0, rel=1e-4) and ratio_target == pytest.approx(5.0 / 11.0, rel=1e-4)
+    assert decoder_loss(x, x, fg_mask="either").item() == 0.0
+    with pytest.raises(ValueError, match="fg_mask"):
+        decoder_loss(x, x, fg_mask="both")
+
+
 def test_the_command_redraws_trains_and_writes_a_loadable_vae(tmp_path):
     """The real command on the shipped default model: 3 clips redrawn at one strength, a short training, the VAE
     written and loadable; a second run reuses the redraws instead of making them again."""
     out = tmp_path / "dec"
     cmd = [sys.executable, "-m", "train.decoder", "--model", str(ROOT / "assets/default_model"), "--out", str(out), "--clips", "3",
            "--strengths", "0.3", "--steps", "10", "--held-out-clips", "1", "--width", "32", "--threads", "2"]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run(cmd + ["--world", "background_styles=[gradient]"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
     data = torch.load(out / "decoder_data.pt")
+    # the model's world (flat backgrounds) with --world's override: every clip on a gradient
+    corners = data["frames"][:, 0, [0, 0, -1, -1], [0, -1, 0, -1]].float()  # [M, 4, 3]
+    assert bool(((corners.amax(1) - corners.amin(1)).abs().sum(-1) > 10).all())
     assert len(data["clip"]) == 6 and sorted(round(s, 3) for s in set(data["strength"].tolist())) == [0.0, 0.3]
     assert data["frames"].shape[1:] == (33, 64, 64, 3) and data["latents"].shape[0] == 6
     lines = [json.loads(line) for line in (out / "decoder_log.jsonl").read_text().splitlines()]
@@ -90,8 +111,16 @@ def test_the_command_redraws_trains_and_writes_a_loadable_vae(tmp_path):
     assert vae.config.decoder == "blocks" and vae.config.z_dim == 16
     rerun = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
     assert '"reused": true' in rerun.stdout
+    # another run trains on these pairs (--data) with the halo-free loss, writing its own VAE
+    other = tmp_path / "dec_either"
+    again = subprocess.run(cmd[:6] + [str(other)] + cmd[7:] + ["--data", str(out / "decoder_data.pt"), "--fg-mask", "either"],
+                           cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
+    assert '"reused": true' in again.stdout and load_vae(other / "vae").config.decoder == "blocks"
+    assert not (other / "decoder_data.pt").exists()
     bad = subprocess.run(cmd[:-6] + ["--strengths", "0,0.3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "--strengths must be in (0, 1]" in bad.stderr
+    bad = subprocess.run(cmd[:6] + [str(tmp_path / "x")] + cmd[7:] + ["--world", "textures"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "--world takes KEY=VALUE" in bad.stderr
 
 
 def test_strength_one_pairs_are_full_generations_with_the_layout():

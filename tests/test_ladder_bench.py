@@ -60,3 +60,27 @@ def test_a_later_block_of_held_out_scenes_continues_the_first():
     for preset in ("ladder_l2c", "ladder_l2u"):
         d = load_config(preset).data
         assert d.seed + d.num_clips <= HELD_OUT_SEED, preset
+
+
+def test_levels_two_and_three_are_scored_worlds_even_without_their_warm_start():
+    from ladder import level_world
+
+    l2, l3 = level_world("l2"), level_world("l3")  # ladder_l2's warm start (runs/ladder_l1) is not on disk
+    assert l2["max_actions"] == 3 and "gradient" in l2["background_styles"]
+    assert {"spin", "grow", "shrink"} <= set(l3["actions"]) and "noise" in l3["background_styles"]
+    assert set(l3["textures"]) == {"solid", "stripes", "dots", "checker"} and l3["fps"] == 8
+
+
+def test_inter_clip_references_condition_the_generation_and_identity_is_split_by_shape():
+    from ladder import level_world, score
+
+    world = {**level_world("l3"), "duration": 1.0, "min_subjects": 2, "max_subjects": 2}
+    clips = held_out(1, world)
+    rows = {refs: score(str(ROOT / "assets/default_model"), clips, steps=2, guidance=3.0, layout="paths", references=refs)
+            for refs in ("intra", "inter")}
+    shapes = sorted({i.shape for i in clips[0].identities})
+    for row in rows.values():
+        assert sorted(row["identity_by_shape"]) == shapes and sum(n for _, n in row["identity_by_shape"].values()) == 2
+        assert 0.0 <= row["identity_fidelity"] <= 1.0
+    # the same seed with the other references draws another clip
+    assert rows["intra"]["per_scene"] != rows["inter"]["per_scene"] or rows["intra"]["area_wobble"] != rows["inter"]["area_wobble"]

@@ -31,7 +31,7 @@ DATA_SEED = 600_000  # away from training clips (data.seed, 1000 + ...) and the 
 
 
 def redraw_pairs(model_dir: str | Path, n_clips: int, strengths: list[float], steps: int = 20, guidance: float = 3.0, log=print,
-                 layout: str | None = "auto") -> dict:
+                 layout: str | None = "auto", world_overrides: dict | None = None) -> dict:
     """Clean and redrawn latents of `n_clips` clips of the model's world, with the clips' frames. A strength of 1 is
     a full generation from noise as the studio makes it: with `layout` ('auto': the export's default_layout, e.g.
     'paths', so the subjects are drawn where the clip has them; None: no layout) and the export's first-frame
@@ -43,7 +43,8 @@ def redraw_pairs(model_dir: str | Path, n_clips: int, strengths: list[float], st
     pipe = ReactIDPipeline.from_pretrained(model_dir)
     if layout == "auto":
         layout = pipe.config.default_layout
-    world = WorldConfig.from_kwargs(**json.loads((Path(model_dir) / "sprite_world.json").read_text()))
+    # the model's own world, with any keys overridden (e.g. level 2's textures and gradient backgrounds)
+    world = WorldConfig.from_kwargs(**{**json.loads((Path(model_dir) / "sprite_world.json").read_text()), **(world_overrides or {})})
     lat, frames, clip_idx, strength = [], [], [], []
     t0 = time.time()
     for i in range(n_clips):
@@ -87,15 +88,27 @@ def build_decoder_vae(base_vae, width: int, res_blocks: int, context: int):
     return vae
 
 
-def decoder_loss(rec: torch.Tensor, x: torch.Tensor, fg_weight: float = 10.0) -> torch.Tensor:
-    """train_vae's foreground-weighted MSE + L1 (sprites cover a few percent of the pixels)."""
+FG_MASKS = ("target", "either")
+
+
+def decoder_loss(rec: torch.Tensor, x: torch.Tensor, fg_weight: float = 10.0, fg_mask: str = "target") -> torch.Tensor:
+    """train_vae's foreground-weighted MSE + L1 (sprites cover a few percent of the pixels). fg_mask 'target' weights
+    the pixels where the target differs from its background; that makes a missed sprite pixel fg_weight times dearer
+    than a painted background pixel, so where the latent is unsure the decoder paints colour and draws each sprite
+    with a halo (about 1.8x the true area). 'either' also weights the pixels the reconstruction paints away from the
+    background, so both errors at a sprite's edge cost alike."""
+    if fg_mask not in FG_MASKS:
+        raise ValueError(f"fg_mask must be one of {', '.join(FG_MASKS)}, got {fg_mask!r}")
     median = x.flatten(3).median(dim=-1).values[..., None, None]
-    weight = 1.0 + fg_weight * ((x - median).abs().sum(1, keepdim=True) > 0.15).float()
+    fg = (x - median).abs().sum(1, keepdim=True) > 0.15
+    if fg_mask == "either":
+        fg = fg | ((rec.detach() - median).abs().sum(1, keepdim=True) > 0.15)
+    weight = 1.0 + fg_weight * fg.float()
     return ((rec - x) ** 2 * weight).mean() + 0.5 * ((rec - x).abs() * weight).mean()
 
 
 def train_decoder(vae, data: dict, steps: int, batch_size: int = 4, lr: float = 1e-3, latent_noise: float = 0.05, seed: int = 0,
-                  held_out_clips: int = 8, log=print) -> dict:
+                  held_out_clips: int = 8, log=print, fg_weight: float = 10.0, fg_mask: str = "target") -> dict:
     """Train `vae.decoder_parameters()` to draw each pair's clean frames from its latents. The last
     `held_out_clips` clips are kept out of training and scored (PSNR, PCA decoder against the learned one)."""
     from model.latents import denormalise
@@ -125,7 +138,7 @@ def train_decoder(vae, data: dict, steps: int, batch_size: int = 4, lr: float = 
         lat, x = batch(idx)
         lat = lat + latent_noise * torch.randn(lat.shape, generator=g)
         rec = vae.decode(denormalise(lat, vae.config)).sample
-        loss = decoder_loss(rec, x)
+        loss = decoder_loss(rec, x, fg_weight, fg_mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -185,6 +198,13 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--latent-noise", type=float, default=0.05, help="Gaussian noise added to the (normalised) training latents")
     ap.add_argument("--held-out-clips", type=int, default=8, help="the last clips, kept out of training and scored")
+    ap.add_argument("--fg-weight", type=float, default=10.0, help="the loss's extra weight on sprite pixels")
+    ap.add_argument("--fg-mask", choices=FG_MASKS, default="target",
+                    help="which pixels get --fg-weight: the target's sprites, or also what the decoder paints (no halo)")
+    ap.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the model's sprite world (YAML value) for the clips, e.g. "
+                         "'textures=[solid, stripes, dots, checker]'")
+    ap.add_argument("--data", help="reuse the pairs of an earlier run (its decoder_data.pt) instead of making new ones")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -200,18 +220,29 @@ def main(argv=None) -> int:
     strengths = [float(s) for s in args.strengths.split(",") if s.strip()]
     if any(not 0 < s <= 1 for s in strengths):
         raise SystemExit(f"--strengths must be in (0, 1], got {args.strengths}")
-    data_path = out / "decoder_data.pt"
+    data_path = Path(args.data) if args.data else out / "decoder_data.pt"
+    if args.data and not data_path.is_file():
+        raise SystemExit(f"--data {args.data}: no such file")
     if data_path.is_file():
         data = torch.load(data_path)
         log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "reused": True}))
     else:
         t0 = time.time()
-        data = redraw_pairs(args.model, args.clips, strengths, log=log, layout=args.layout)
+        import yaml
+
+        overrides = {}
+        for kv in args.world:
+            key, sep, value = kv.partition("=")
+            if not sep:
+                raise SystemExit(f"--world takes KEY=VALUE, got {kv!r}")
+            overrides[key.strip()] = yaml.safe_load(value)
+        data = redraw_pairs(args.model, args.clips, strengths, log=log, layout=args.layout, world_overrides=overrides)
         torch.save(data, data_path)
         log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "s": round(time.time() - t0, 1)}))
     vae = build_decoder_vae(load_vae(Path(args.model) / "vae"), args.width, args.res_blocks, args.context)
     t0 = time.time()
-    scores = train_decoder(vae, data, args.steps, batch_size=args.batch_size, lr=args.lr, latent_noise=args.latent_noise, held_out_clips=args.held_out_clips, log=log)
+    scores = train_decoder(vae, data, args.steps, batch_size=args.batch_size, lr=args.lr, latent_noise=args.latent_noise, held_out_clips=args.held_out_clips, log=log,
+                           fg_weight=args.fg_weight, fg_mask=args.fg_mask)
     vae.save_pretrained(out / "vae")
     log(json.dumps({"held_out": scores, "train_s": round(time.time() - t0, 1), "vae": str(out / "vae")}))
     return 0
