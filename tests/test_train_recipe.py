@@ -384,3 +384,50 @@ def test_first_frame_loss_weight_multiplies_only_the_lone_first_latent_frame():
     assert torch.allclose(wf[:, :, 0], 3 * fg[:, :, 0]) and torch.equal(wf[:, :, 1:], fg[:, :, 1:])
     with pytest.raises(Exception, match="first_frame_loss_weight"):
         load_config(TINY, {"optim": {"first_frame_loss_weight": 0}})
+
+
+def test_growing_the_latent_keeps_the_old_channels_prediction_and_the_new_ones_learn(tmp_path):
+    """model.init_grow_latent: a model trained on a 4-channel latent, loaded into one on 6 channels whose first 4 are
+    the old latent (a PCA refitted with more components on the same clips is nested exactly): whatever the new
+    channels hold, the old channels' prediction is the small model's and the new channels' is zero; the new channels'
+    input and output weights get gradients. Patch (1, 2, 2), so the output rows (patch, channel) are checked too."""
+    from model.conditioning import build_timeline_conditioning
+    from model.timeline import example_timeline
+
+    src = build_transformer(_tiny_cfg(tmp_path), in_channels=4, text_dim=16).eval()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    src.save_pretrained(tmp_path / "pipe" / "transformer")
+    pipe = str(tmp_path / "pipe")
+    with pytest.raises(ValueError, match="init_grow_latent: true"):
+        build_transformer(_tiny_cfg(tmp_path, init_from=pipe), in_channels=6, text_dim=16)
+    with pytest.raises(Exception, match="init_from, which is not set"):
+        _tiny_cfg(tmp_path, init_grow_latent=True)
+    cfg = _tiny_cfg(tmp_path, init_from=pipe, init_grow_latent=True)
+    assert tuple(cfg.model.patch_size) == (1, 2, 2)
+    grown = build_transformer(cfg, in_channels=6, text_dim=16).eval()
+    report = warm_start(build_transformer(_tiny_cfg(tmp_path), in_channels=6, text_dim=16), pipe, grow_latent=True)
+    assert sorted(report["grown_latent"]) == ["patch_embedding.weight", "proj_out.bias", "proj_out.weight", "ref_patch_embedding.weight"]
+
+    torch.manual_seed(0)
+    x, t, ctx = torch.randn(1, 4, 2, 4, 4), torch.tensor([700.0]), torch.randn(1, 5, 16)
+    ref_lat = torch.randn(1, 2, 4, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    tl = build_timeline_conditioning([example_timeline()], lambda caps: (torch.randn(len(caps), 4, 16, generator=g), torch.ones(len(caps), 4, dtype=torch.bool)))
+    masks = torch.rand(1, 2, 8)
+    ids, names = torch.tensor([[0, 1]]), torch.randn(1, 2, 4, 16)
+    def wide(a, dim):  # two new channels holding anything
+        extra = list(a.shape)
+        extra[dim] = 2
+        return torch.cat([a, 3 * torch.randn(extra)], dim)
+
+    with torch.no_grad():
+        a = src(x, t, ctx, references=(ref_lat, ids, names), timeline=tl, subject_masks=masks)
+        b = grown(wide(x, 1), t, ctx, references=(wide(ref_lat, 2), ids, names), timeline=tl, subject_masks=masks)
+    assert b.sample.shape == (1, 6, 2, 4, 4)
+    assert torch.allclose(a.sample, b.sample[:, :4], atol=1e-6) and float(b.sample[:, 4:].abs().max()) == 0.0
+    assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-6)
+    grown.train()
+    grown(wide(x, 1), t, ctx, references=(wide(ref_lat, 2), ids, names), timeline=tl, subject_masks=masks).sample.square().mean().backward()
+    assert float(grown.patch_embedding.weight.grad[:, 4:].abs().sum()) > 0 and float(grown.proj_out.weight.grad.abs().sum()) > 0

@@ -70,6 +70,11 @@ class ModelConfig:
     # new block that starts as the identity (the previous loaded block's weights with its residual outputs zeroed), so
     # the grown model computes exactly what the smaller one did at step 0. null (the option) = block i loads block i.
     init_block_map: list | None = None
+    # Growing a warm-started model's latent: init_from was trained on a latent whose channels are the leading channels
+    # of this one (a PCA latent refitted with more components on the same clips is nested exactly). The latent's input
+    # and output layers load into their leading channels and the new channels start at zero, so the grown model's
+    # prediction of the old channels is exactly the smaller one's at step 0, and the new channels' is zero.
+    init_grow_latent: bool = False
     heads: int = 4
     head_dim: int = 32
     layers: int = 6
@@ -286,6 +291,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("model.init_from", f"directory not found: {cfg.model.init_from}")
     if cfg.model.init_from is not None and cfg.model.base is not None:
         bad("model.init_from", "give either model.base (a Wan directory) or model.init_from (a ReactID pipeline), not both")
+    if cfg.model.init_grow_latent and cfg.model.init_from is None:
+        bad("model.init_grow_latent", "grows the latent of model.init_from, which is not set")
     bm = cfg.model.init_block_map
     if bm is not None:
         if cfg.model.init_from is None:

@@ -77,11 +77,38 @@ def build_transformer(cfg: TrainConfig, in_channels: int, text_dim: int, log_pat
         rope_max_seq_len=256, **reactid,
     )
     if cfg.model.init_from:
-        log_line(log_path, warm_start(model, cfg.model.init_from, cfg.model.init_block_map))
+        log_line(log_path, warm_start(model, cfg.model.init_from, cfg.model.init_block_map, grow_latent=cfg.model.init_grow_latent))
     return model
 
 
-def warm_start(model: ReactIDTransformer, directory: str | Path, block_map: list | None = None) -> dict:
+# the layers that read or write the latent's channels: input layers [D, C, p_t, p_h, p_w], output rows ordered (patch, C)
+LATENT_INPUT_LAYERS = ("patch_embedding.weight", "ref_patch_embedding.weight")
+LATENT_OUTPUT_LAYERS = ("proj_out.weight", "proj_out.bias")
+
+
+def grow_latent_layers(state: dict, own: dict, patch_volume: int) -> tuple[dict, list[str]]:
+    """`state`'s latent layers widened to `own`'s channel count: the loaded weights in the leading channels, zeros in
+    the new ones (model.init_grow_latent). Any other shape difference is left for warm_start to refuse."""
+    state, grown = dict(state), []
+    for k in LATENT_INPUT_LAYERS + LATENT_OUTPUT_LAYERS:
+        if k not in state or k not in own or state[k].shape == own[k].shape:
+            continue
+        old, new = state[k], torch.zeros_like(own[k])
+        if k in LATENT_INPUT_LAYERS:
+            if old.shape[0] != new.shape[0] or old.shape[2:] != new.shape[2:] or old.shape[1] > new.shape[1]:
+                continue
+            new[:, : old.shape[1]] = old
+        else:  # rows (p_t, p_h, p_w, C), C fastest, as the forward unpatchifies them
+            c_old, c_new = old.shape[0] // patch_volume, new.shape[0] // patch_volume
+            if old.shape[1:] != new.shape[1:] or c_old * patch_volume != old.shape[0] or c_old > c_new:
+                continue
+            new.view(patch_volume, c_new, *new.shape[1:])[:, :c_old] = old.view(patch_volume, c_old, *old.shape[1:])
+        state[k] = new
+        grown.append(k)
+    return state, grown
+
+
+def warm_start(model: ReactIDTransformer, directory: str | Path, block_map: list | None = None, grow_latent: bool = False) -> dict:
     """Seed `model` with the transformer weights of a pipeline directory (or a transformer folder).
 
     Parameters the other model lacks (an ablation that drops a module, or adds one) keep their own
@@ -102,9 +129,16 @@ def warm_start(model: ReactIDTransformer, directory: str | Path, block_map: list
     if block_map is not None:
         state, new_blocks = grow_block_map(state, block_map)
     own = model.state_dict()
+    grown = []
+    if grow_latent:
+        p = model.config.patch_size
+        state, grown = grow_latent_layers(state, own, int(p[0] * p[1] * p[2]))
     bad = [f"{k}: {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items() if k in own and v.shape != own[k].shape]
     if bad:
-        raise ValueError(f"model.init_from {d}: weights do not fit this model config — " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+        hint = ""
+        if not grow_latent and any(b.split(":")[0] in LATENT_INPUT_LAYERS + LATENT_OUTPUT_LAYERS for b in bad):
+            hint = " (a wider latent whose leading channels are the old one's: model.init_grow_latent: true)"
+        raise ValueError(f"model.init_from {d}: weights do not fit this model config — " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else "") + hint)
     result = model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     with torch.no_grad():  # separate timeline projections new to this model start as copies of the loaded prompt ones
         for i, block in enumerate(model.blocks):
@@ -122,6 +156,8 @@ def warm_start(model: ReactIDTransformer, directory: str | Path, block_map: list
               "kept_own_init": sorted(result.missing_keys), "ignored": sorted(set(state) - set(own))}
     if block_map is not None:
         report["block_map"] = list(block_map)
+    if grow_latent:
+        report["grown_latent"] = grown
     return report
 
 
