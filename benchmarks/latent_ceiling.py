@@ -11,11 +11,11 @@ worlds; level 2's preset says 16 fps, so it is scored at the default's 8 (as `la
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,29 +27,18 @@ LEVEL_OVERRIDES = {"l2": {"fps": 8}}  # the worlds the default (4 s at 8 fps) is
 METRICS = ("action_accuracy", "identity_fidelity", "binding_accuracy", "timing_error_frames")
 
 
-def load_any_vae(directory: str):
-    from model.framevae import load_vae
+def ceiling_of(directory: str, clips) -> dict:
+    """The sprite benchmark's four metrics of `clips` after a round trip through the VAE of `directory` (a pipeline
+    or a VAE directory): bench_sprite's ceiling row, the one ladder.py prints."""
+    from bench_sprite import vae_ceiling_row
 
-    d = Path(directory)
-    return load_vae(d / "vae" if (d / "vae").is_dir() else d)
-
-
-def ceiling_of(vae, clips) -> dict:
-    """The sprite benchmark's four metrics of `clips` after a round trip through `vae` (normalised latents, as the
-    pipeline's encode_video / decode_latents make them)."""
-    from model.latents import denormalise, normalise
-    from train.sprite_eval import evaluate_clip, summarize
-
-    scores = []
-    for clip in clips:
-        video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-        with torch.no_grad():
-            lat = normalise(vae.encode(video).latent_dist.mode(), vae.config)
-            rec = vae.decode(denormalise(lat, vae.config)).sample.float().clamp(-1, 1)
-        frames = ((rec[0].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-        scores.append(evaluate_clip(frames, clip.timeline, [r[0] for r in clip.references_intra], actions=clip.actions))
-    row = summarize(scores)
+    row = vae_ceiling_row(directory, clips)
     return {m: row[m] for m in METRICS}
+
+
+def z_dim_of(directory: str) -> int:
+    d = Path(directory)
+    return int(json.loads(((d / "vae" if (d / "vae" / "config.json").is_file() else d) / "config.json").read_text())["z_dim"])
 
 
 def main(argv=None) -> int:
@@ -72,13 +61,12 @@ def main(argv=None) -> int:
         truth.append(" / ".join(f"{row[m]:.3f}" if m != "timing_error_frames" else f"{row[m]:.2f}" for m in METRICS))
     print("| the clips themselves | - | " + " | ".join(truth) + " | - |", flush=True)
     for d in args.vaes:
-        vae = load_any_vae(d).eval()
         t0 = time.perf_counter()
         cells = []
         for lv in args.levels:
-            c = ceiling_of(vae, clips[lv])
+            c = ceiling_of(d, clips[lv])
             cells.append(" / ".join(f"{c[m]:.3f}" if m != "timing_error_frames" else f"{c[m]:.2f}" for m in METRICS))
-        print(f"| {d} | {vae.config.z_dim} | " + " | ".join(cells) + f" | {time.perf_counter() - t0:.0f} |", flush=True)
+        print(f"| {d} | {z_dim_of(d)} | " + " | ".join(cells) + f" | {time.perf_counter() - t0:.0f} |", flush=True)
     return 0
 
 

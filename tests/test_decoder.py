@@ -121,6 +121,9 @@ def test_the_command_redraws_trains_and_writes_a_loadable_vae(tmp_path):
     assert bad.returncode != 0 and "--strengths must be in (0, 1]" in bad.stderr
     bad = subprocess.run(cmd[:6] + [str(tmp_path / "x")] + cmd[7:] + ["--world", "textures"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "--world takes KEY=VALUE" in bad.stderr
+    both = subprocess.run(cmd[:6] + [str(tmp_path / "y")] + cmd[7:] + ["--data", str(out / "decoder_data.pt"), "--world", "max_actions=3"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert both.returncode != 0 and "give one of them" in both.stderr
 
 
 def test_strength_one_pairs_are_full_generations_with_the_layout():

@@ -220,22 +220,24 @@ def main(argv=None) -> int:
     strengths = [float(s) for s in args.strengths.split(",") if s.strip()]
     if any(not 0 < s <= 1 for s in strengths):
         raise SystemExit(f"--strengths must be in (0, 1], got {args.strengths}")
+    from .config import ConfigError, parse_override
+
+    overrides = {}
+    for kv in args.world:
+        try:
+            overrides.update(parse_override(kv))
+        except ConfigError:
+            raise SystemExit(f"--world takes KEY=VALUE, got {kv!r}") from None
     data_path = Path(args.data) if args.data else out / "decoder_data.pt"
     if args.data and not data_path.is_file():
         raise SystemExit(f"--data {args.data}: no such file")
+    if args.data and overrides:
+        raise SystemExit("--world sets the world of new pairs; --data reuses pairs already made: give one of them")
     if data_path.is_file():
         data = torch.load(data_path)
         log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "reused": True}))
     else:
         t0 = time.time()
-        import yaml
-
-        overrides = {}
-        for kv in args.world:
-            key, sep, value = kv.partition("=")
-            if not sep:
-                raise SystemExit(f"--world takes KEY=VALUE, got {kv!r}")
-            overrides[key.strip()] = yaml.safe_load(value)
         data = redraw_pairs(args.model, args.clips, strengths, log=log, layout=args.layout, world_overrides=overrides)
         torch.save(data, data_path)
         log(json.dumps({"decoder_data": str(data_path), "pairs": len(data["clip"]), "s": round(time.time() - t0, 1)}))
