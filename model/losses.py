@@ -73,6 +73,19 @@ def first_frame_loss_weight(weight: torch.Tensor | None, latents_shape, gain: fl
     return w
 
 
+X0_SIGMA_MIN = 1e-3  # x0_channels_from: the noise level a division by sigma is floored at (model and loss alike)
+
+
+def x0_channel_loss_weight(sigma: torch.Tensor, channels: int, first: int) -> torch.Tensor:
+    """[B, C, 1, 1, 1] flow-loss weight for a model with x0_channels_from = `first`: 1 on the velocity channels,
+    sigma^2 on the x0 ones. Their velocity error is (x0_hat - x0) / sigma, so this makes their loss x0's squared error,
+    even across noise levels, where the plain velocity loss would weigh the nearly clean samples by 1 / sigma^2."""
+    B = sigma.shape[0]
+    w = torch.ones(B, channels, 1, 1, 1)
+    w[:, first:] = sigma.float().clamp_min(X0_SIGMA_MIN).pow(2).view(B, 1, 1, 1, 1).cpu()
+    return w
+
+
 def channel_loss_weight(latents_std, power: float) -> torch.Tensor:
     """Per-channel flow loss weight [1, C, 1, 1, 1] = std_c ** power, scaled to mean 1.
 

@@ -33,13 +33,14 @@ from diffusers.utils import BaseOutput
 
 from . import rope as R
 from .conditioning import TimelineConditioning
+from .losses import X0_SIGMA_MIN
 
 # Backends that cannot take an attention mask (DESIGN.md §4: flash refuses masks).
 MASKLESS_BACKENDS = {"flash", "flash_hub", "flash_varlen", "flash_varlen_hub", "flash_4_hub", "_flash_3", "_flash_varlen_3", "_flash_3_hub", "_flash_3_varlen_hub", "aiter_fa2_hub", "sage", "sage_hub", "sage_blackwell_hub", "sage_varlen", "_native_flash"}
 
 REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
-    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
+    "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "x0_channels_from", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool", "reference_null_key",
     "reference_subject_embedding", "reference_binding_bias", "absolute_position_grid",
 )
@@ -80,6 +81,18 @@ def velocity_skip_coefficients(sigma: torch.Tensor) -> tuple[torch.Tensor, torch
     c_skip = (2 * s - 1) / var_x
     c_out = (2.0 - (2 * s - 1) ** 2 / var_x).clamp_min(1e-6).sqrt()
     return c_skip, c_out
+
+
+def x0_channels_to_velocity(sample: torch.Tensor, x_t: torch.Tensor, sigma: torch.Tensor, first: int) -> torch.Tensor:
+    """x0_channels_from: channels >= `first` of the network's output are read as a clean-latent guess x0_hat and
+    turned into the velocity the sampler steps with, v = (x_t - x0_hat) / sigma (x_t = (1 - s) x0 + s e, v = e - x0).
+    A zero output is then the channels' mean (0 for normalised latents), not their starting noise: a model grown onto
+    a wider latent (model.init_grow_latent) draws what its old channels decode to until it learns the new ones, where
+    a zero velocity would leave them at their initial noise. train/loop.py scores these channels by x0's error."""
+    B = sample.shape[0]
+    s = sigma.float().clamp_min(X0_SIGMA_MIN).view(B, 1, 1, 1, 1)
+    v = (x_t[:, first:].float() - sample[:, first:].float()) / s
+    return torch.cat([sample[:, :first], v.type_as(sample)], 1)
 
 
 POSITION_SCALE = 4.0  # absolute_position_grid: embedding added = this x the learned parameter (zero at first)
@@ -364,6 +377,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         timeline_identity_keys: bool = False,
         timeline_identity_values: bool = False,
         velocity_skip: bool = False,
+        x0_channels_from: int = 0,
         rope_theta: float = 10000.0,
         mask_threshold: float = 0.5,
         label_strategy: str = "uniform",
@@ -402,6 +416,10 @@ class ReactIDTransformer(WanTransformer3DModel):
             raise ValueError("timeline_identity_keys needs both the timeline and the reference branch")
         if timeline_rope_theta <= 1:
             raise ValueError(f"timeline_rope_theta must be > 1, got {timeline_rope_theta}")
+        if x0_channels_from and not 0 < x0_channels_from < (out_channels if out_channels is not None else in_channels):
+            raise ValueError(f"x0_channels_from must be 0 (off) or a channel index in 1..{(out_channels or in_channels) - 1}, got {x0_channels_from}")
+        if x0_channels_from and velocity_skip:
+            raise ValueError("x0_channels_from and velocity_skip are two parametrisations of the same output: choose one")
         if absolute_position_grid is not None and (len(absolute_position_grid) != 2 or min(absolute_position_grid) < 1):
             raise ValueError(f"absolute_position_grid must be [height, width] in tokens, got {absolute_position_grid!r}")
         super().__init__(
@@ -729,8 +747,8 @@ class ReactIDTransformer(WanTransformer3DModel):
         if hasattr(self, "video_position"):
             x = x + self._video_position(grid, x.dtype)
 
-        if self.config.velocity_skip and timestep.ndim != 1:
-            raise ValueError("velocity_skip needs one timestep per sample")
+        if (self.config.velocity_skip or self.config.x0_channels_from) and timestep.ndim != 1:
+            raise ValueError("velocity_skip and x0_channels_from need one timestep per sample")
         sigma = timestep.float() / 1000.0
         if timestep.ndim == 2:
             ts_seq_len = timestep.shape[1]
@@ -789,6 +807,8 @@ class ReactIDTransformer(WanTransformer3DModel):
         if self.config.velocity_skip:
             c_skip, c_out = velocity_skip_coefficients(sigma)
             sample = (c_skip.view(B, 1, 1, 1, 1) * hidden_states.float() + c_out.view(B, 1, 1, 1, 1) * sample.float()).type_as(sample)
+        if self.config.x0_channels_from:
+            sample = x0_channels_to_velocity(sample, hidden_states, sigma, self.config.x0_channels_from)
 
         logits = torch.stack(mask_logits, 0).mean(0).transpose(1, 2) if mask_logits else None  # [B, S, N]
         if not return_dict:

@@ -431,3 +431,46 @@ def test_growing_the_latent_keeps_the_old_channels_prediction_and_the_new_ones_l
     grown.train()
     grown(wide(x, 1), t, ctx, references=(wide(ref_lat, 2), ids, names), timeline=tl, subject_masks=masks).sample.square().mean().backward()
     assert float(grown.patch_embedding.weight.grad[:, 4:].abs().sum()) > 0 and float(grown.proj_out.weight.grad.abs().sum()) > 0
+
+
+def test_grown_channels_read_as_x0_start_at_their_mean_and_train_on_x0s_error(tmp_path):
+    """model.reactid.x0_channels_from on a grown latent: the old channels' velocity is the small model's, the new ones'
+    zero output is a clean-latent guess of 0, so their velocity is x_t / sigma (a sampler step then moves them toward 0,
+    where a zero velocity would keep their starting noise); x0_channel_loss_weight turns their velocity loss into
+    x0's squared error."""
+    from model.losses import flow_matching_loss, x0_channel_loss_weight
+
+    src = build_transformer(_tiny_cfg(tmp_path), in_channels=4, text_dim=16).eval()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    src.save_pretrained(tmp_path / "pipe" / "transformer")
+    reactid = {**TINY["model"].get("reactid", {}), "x0_channels_from": 4}
+    with pytest.raises(ValueError, match="x0_channels_from"):
+        build_transformer(_tiny_cfg(tmp_path, reactid={**reactid, "x0_channels_from": 6}), in_channels=6, text_dim=16)
+    grown = build_transformer(_tiny_cfg(tmp_path, init_from=str(tmp_path / "pipe"), init_grow_latent=True, reactid=reactid),
+                              in_channels=6, text_dim=16).eval()
+    torch.manual_seed(1)
+    x, ctx = torch.randn(2, 4, 2, 4, 4), torch.randn(2, 5, 16)
+    x_wide = torch.cat([x, torch.randn(2, 2, 2, 4, 4)], 1)
+    t = torch.tensor([700.0, 250.0])
+    with torch.no_grad():
+        a = src(x, t, ctx).sample
+        b = grown(x_wide, t, ctx).sample
+    assert torch.allclose(a, b[:, :4], atol=1e-6)
+    sigma = (t / 1000).view(2, 1, 1, 1, 1)
+    assert torch.allclose(b[:, 4:], x_wide[:, 4:] / sigma, atol=1e-5)
+    # the loss: x_t = (1 - s) x0 + s e; the x0 channels' weighted velocity error equals x0_hat's error
+    x0, e = torch.randn(2, 6, 2, 4, 4), torch.randn(2, 6, 2, 4, 4)
+    pred = torch.randn(2, 6, 2, 4, 4)
+    w = x0_channel_loss_weight(t / 1000, 6, 4)
+    assert w.shape == (2, 6, 1, 1, 1) and float(w[:, :4].min()) == 1.0
+    x_t = (1 - sigma) * x0 + sigma * e
+    x0_hat = x_t - sigma * pred
+    only_new = torch.zeros(1, 6, 1, 1, 1)
+    only_new[:, 4:] = 1.0
+    got = flow_matching_loss(pred * only_new, e * only_new, x0 * only_new, w * only_new)
+    per_sample = (x0_hat - x0)[:, 4:].pow(2).mean(dim=(1, 2, 3, 4))  # each sample's x0 error counts alike
+    assert torch.allclose(got, per_sample.sum() / (sigma.view(2) ** 2).sum(), atol=1e-5)
+    plain = flow_matching_loss(pred * only_new, e * only_new, x0 * only_new, only_new)  # 1 / sigma^2 per sample
+    assert torch.allclose(plain, (per_sample / sigma.view(2) ** 2).mean(), atol=1e-5)

@@ -85,3 +85,53 @@ def conditioning_sensitivity(pipe, clips) -> dict:
         "timeline_ratio": float(np.mean(tl) / np.mean(own_hi)), "timeline_ratio_min": float(min(t / o for t, o in zip(tl, own_hi))),
         "per_clip": {"own": own_lo, "refs": refs, "own_high_sigma": own_hi, "timeline": tl},
     }
+
+
+def clip_conditioning(pipe, clip):
+    """A clip's clean latent and the conditioning inference would give it: (x0, prompt, reference features, timeline)."""
+    video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+    x0 = pipe.encode_video(video)
+    own = own_references(clip)
+    images = pipe.prepare_references(clip.timeline, {s.id: own[s.id] for s in clip.timeline.subjects})
+    feats = pipe.encode_reference_features(clip.timeline, images, pipe._reference_size(*clip.frames.shape[1:3]))
+    tl = build_timeline_conditioning([clip.timeline], lambda caps: pipe.encode_text(caps, max_length=pipe.config.caption_max_length))
+    prompt, _ = pipe.encode_text([clip.timeline.prompt])
+    return x0, prompt, feats, tl
+
+
+def predict_own_binding(pipe, x_t, t, prompt, feats, tl):
+    """The velocity with the model's own binding from the same noisy input, as at inference."""
+    logits = pipe.transformer(x_t, t, prompt, reference_features=feats, timeline=tl).mask_logits
+    bind = None if logits is None else torch.sigmoid(logits.float())
+    return pipe.transformer(x_t, t, prompt, reference_features=feats, timeline=tl, subject_masks=bind).sample
+
+
+def x0_channels_of(pipe_or_transformer) -> int:
+    """The first channel a model reads as a clean-latent guess (model.reactid.x0_channels_from); refuses a model without."""
+    tr = getattr(pipe_or_transformer, "transformer", pipe_or_transformer)
+    first = int(getattr(tr.config, "x0_channels_from", 0) or 0)
+    if not first:
+        raise ValueError("the model has no x0 channels (model.reactid.x0_channels_from is 0)")
+    return first
+
+
+@torch.no_grad()
+def x0_channel_share(pipe, clips, sigmas=(0.2, 0.5, 0.8), seed: int = 0) -> dict:
+    """For a model whose channels from `x0_channels_from` on predict the clean latent (a latent grown wider, whose new
+    channels start at their mean): per noise level, their held-out squared error over their energy (the error of
+    guessing 0). 1.0: they have learned nothing; below 1: they draw detail the old channels cannot. Clips' own
+    conditioning and the model's own binding, as at inference."""
+    first = x0_channels_of(pipe)
+    g = torch.Generator().manual_seed(seed)
+    err = {s: 0.0 for s in sigmas}
+    energy = 0.0
+    for c in clips:
+        x0, prompt, feats, tl = clip_conditioning(pipe, c)
+        energy += float(x0[:, first:].float().pow(2).mean())
+        for sigma in sigmas:
+            noise = torch.randn(x0.shape, generator=g)
+            x_t = add_flow_noise(x0, noise, torch.tensor([sigma]))
+            v = predict_own_binding(pipe, x_t, torch.tensor([sigma * 1000]), prompt, feats, tl)
+            x0_hat = x_t[:, first:].float() - sigma * v[:, first:].float()
+            err[sigma] += float((x0_hat - x0[:, first:].float()).pow(2).mean())
+    return {"energy": energy / len(clips), **{f"share@{s}": err[s] / energy for s in sigmas}}

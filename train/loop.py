@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from model.conditioning import build_timeline_conditioning
 from model.rope import binding_recall
-from model.losses import (add_flow_noise, channel_loss_weight, first_frame_loss_weight, flow_matching_loss, focal_loss,
+from model.losses import (X0_SIGMA_MIN, add_flow_noise, channel_loss_weight, x0_channel_loss_weight, first_frame_loss_weight, flow_matching_loss, focal_loss,
                           foreground_loss_weight, temporal_difference_loss)
 from model.timeline import Timeline
 from model.transformer import ReactIDTransformer
@@ -440,6 +440,10 @@ class Trainer:
                                                 cfg.fg_time_dilation).to(dev)
             if self.channel_weight is not None:
                 weight = self.channel_weight.to(dev) if weight is None else weight * self.channel_weight.to(dev)
+            x0_from = getattr(unwrapped.config, "x0_channels_from", 0)
+            if x0_from:
+                w0 = x0_channel_loss_weight(sigma, lat.shape[1], x0_from).to(dev)
+                weight = w0 if weight is None else weight * w0
             weight = first_frame_loss_weight(weight, lat.shape, cfg.first_frame_loss_weight)
             weight = weight.to(dev) if weight is not None else None
             fm = flow_matching_loss(out.sample, noise.to(dev), lat.to(dev), weight)
@@ -462,6 +466,13 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         stats = {"loss": loss.item(), "flow": fm.item(), "focal": fl.item(), "grad_norm": float(gn)}
+        if x0_from:  # the x0 channels' own clean-latent error (unweighted): what a grown latent's new channels learn
+            with torch.no_grad():
+                s0 = sigma.to(dev).float().clamp_min(X0_SIGMA_MIN).view(B, 1, 1, 1, 1)
+                x0_hat = x_t.to(dev)[:, x0_from:].float() - s0 * out.sample[:, x0_from:].float()
+                x0_new = lat.to(dev)[:, x0_from:].float()
+                stats["x0_mse"] = (x0_hat - x0_new).pow(2).mean().item()
+                stats["x0_energy"] = x0_new.pow(2).mean().item()  # the error of guessing 0: x0_mse / this < 1 is learning
         if td is not None:
             stats["temporal"] = td.item()
         # share of true subject tokens the binding labels reach (docs/MODEL.md); one process only, since a process
