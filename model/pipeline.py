@@ -83,12 +83,14 @@ class ReactIDPipeline(DiffusionPipeline):
                  reference_size: int | None = None, max_frames: int = 81, caption_max_length: int | None = None,
                  name_max_length: int | None = None, prompt_mode: str = "prompt", default_layout: str | None = None,
                  first_frame_guidance: float | None = None, default_guidance_scale: float | None = None,
-                 first_frame_redraw: float = 0.0, first_frame_redraw_init: str = "own"):
+                 first_frame_redraw: float = 0.0, first_frame_redraw_init: str = "own",
+                 x0_channel_guidance: float | None = None):
         super().__init__()
         if default_layout is not None and default_layout not in LAYOUTS:
             raise ValueError(f"default_layout must be one of {', '.join(LAYOUTS)} or null, got {default_layout!r}")
         _check_scale("first_frame_guidance", first_frame_guidance)
         _check_scale("default_guidance_scale", default_guidance_scale)
+        _check_scale("x0_channel_guidance", x0_channel_guidance)
         _check_redraw(first_frame_redraw)
         _check_redraw_init(first_frame_redraw_init)
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
@@ -97,7 +99,7 @@ class ReactIDPipeline(DiffusionPipeline):
                                 caption_max_length=caption_max_length, name_max_length=name_max_length, prompt_mode=prompt_mode,
                                 default_layout=default_layout, first_frame_guidance=first_frame_guidance,
                                 default_guidance_scale=default_guidance_scale, first_frame_redraw=first_frame_redraw,
-                                first_frame_redraw_init=first_frame_redraw_init)
+                                first_frame_redraw_init=first_frame_redraw_init, x0_channel_guidance=x0_channel_guidance)
         self.vae_scale_spatial = int(getattr(vae.config, "scale_factor_spatial", 8) or 8)
         self.vae_scale_temporal = int(getattr(vae.config, "scale_factor_temporal", 4) or 4)
 
@@ -362,7 +364,8 @@ class ReactIDPipeline(DiffusionPipeline):
         # a model trained without timeline modules reads the timeline from its prompt (the paper's baseline)
         prompt_text = flatten_to_prompt(timeline) if self.config.prompt_mode == "flattened" else timeline.prompt
         prompt_emb, _ = self.encode_text([prompt_text])
-        neg_emb, _ = self.encode_text([negative_prompt]) if max(frame_guidance) > 1.0 else (None, None)
+        x0_guidance = getattr(self.config, "x0_channel_guidance", None) if getattr(self.transformer.config, "x0_channels_from", 0) else None
+        neg_emb, _ = self.encode_text([negative_prompt]) if max(frame_guidance + (x0_guidance or 0.0,)) > 1.0 else (None, None)
 
         if segment_seconds is None:
             windows = [(0.0, timeline)]
@@ -465,6 +468,14 @@ class ReactIDPipeline(DiffusionPipeline):
         # per latent frame: the lone first frame's own scale, then the rest's
         frame_scale = torch.full((1, 1, n_lat, 1, 1), guidance[1], device=device, dtype=dtype)
         frame_scale[:, :, 0] = guidance[0]
+        x0_from = getattr(self.transformer.config, "x0_channels_from", 0)
+        x0_guidance = getattr(self.config, "x0_channel_guidance", None)
+        if x0_from and x0_guidance is not None:
+            # a grown latent's x0 channels at their own scale (the export's x0_channel_guidance): the difference
+            # between the two branches' guesses of a faint detail channel is mostly noise, which a high scale
+            # paints over the whole frame
+            frame_scale = frame_scale.expand(1, latents.shape[1], n_lat, 1, 1).clone()
+            frame_scale[:, x0_from:] = float(x0_guidance)
         def predict(latents, i, t, masks, scale):
             """One denoising step's guided prediction and the masks the next step binds with."""
             tt = t.expand(1).to(device)

@@ -42,7 +42,7 @@ REACTID_CONFIG_KEYS = (
     "use_reference_branch", "num_reference_blocks", "use_timeline", "use_subject_binding", "temporal_mode",
     "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "x0_channels_from", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool", "reference_null_key",
-    "reference_subject_embedding", "reference_binding_bias", "absolute_position_grid",
+    "reference_subject_embedding", "reference_binding_bias", "absolute_position_grid", "detail_blocks",
 )
 
 
@@ -393,6 +393,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         reference_subject_embedding: bool = False,
         reference_binding_bias: bool = False,
         absolute_position_grid: tuple[int, int] | None = None,
+        detail_blocks: int = 0,
     ) -> None:
         if image_dim is not None or added_kv_proj_dim is not None:
             raise ValueError("ReactIDTransformer builds on the text-to-video Wan (no image_dim / added_kv_proj_dim)")
@@ -418,6 +419,10 @@ class ReactIDTransformer(WanTransformer3DModel):
             raise ValueError(f"timeline_rope_theta must be > 1, got {timeline_rope_theta}")
         if x0_channels_from and not 0 < x0_channels_from < (out_channels if out_channels is not None else in_channels):
             raise ValueError(f"x0_channels_from must be 0 (off) or a channel index in 1..{(out_channels or in_channels) - 1}, got {x0_channels_from}")
+        if detail_blocks and not x0_channels_from:
+            raise ValueError("detail_blocks draw the x0 channels: set x0_channels_from too")
+        if detail_blocks < 0:
+            raise ValueError(f"detail_blocks must be >= 0, got {detail_blocks}")
         if x0_channels_from and velocity_skip:
             raise ValueError("x0_channels_from and velocity_skip are two parametrisations of the same output: choose one")
         if absolute_position_grid is not None and (len(absolute_position_grid) != 2 or min(absolute_position_grid) < 1):
@@ -472,6 +477,21 @@ class ReactIDTransformer(WanTransformer3DModel):
         self._label_dim = 2 * (hd // 6) if use_subject_binding else 0
         self._time_dim = (hd - 4 * (hd // 6)) if temporal_mode != "attn_mask" else 0
         self.reference_branch_calls = 0  # counted so tests/benchmarks can check "once per generation"
+        if detail_blocks:
+            # A documented, switchable addition (fifteenth session): the x0 channels of a grown latent get a path of
+            # their own — the trunk's last hidden state plus an embedding of those channels' noisy input, through
+            # blocks that start as copies of the trunk's last one, into an output layer of their own. Nothing on
+            # it reaches the old channels, so training it alone (optim.train_only: [detail_]) cannot change what the
+            # old channels draw. Input and output layers start at zero: a grown model's function is unchanged.
+            n_new = (out_channels or in_channels) - x0_channels_from
+            p_vol = int(patch_size[0] * patch_size[1] * patch_size[2])
+            self.detail_patch_embedding = nn.Conv3d(n_new, inner, kernel_size=patch_size, stride=patch_size)
+            self.detail_layers = nn.ModuleList(
+                [ReactIDBlock(inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps,
+                              use_reference=use_reference_branch, use_timeline=use_timeline, mask_head=False,
+                              mask_hidden_dim=mask_hidden_dim, timeline_kv=timeline_kv, reference_null_key=reference_null_key,
+                              reference_binding_bias=reference_binding_bias) for _ in range(detail_blocks)])
+            self.detail_proj_out = _zero_linear(inner, p_vol * n_new)
         self.init_reactid_weights()
 
     # ------------------------------------------------------------------------------------------
@@ -483,6 +503,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         blocks, the reference patch embedding copies the base one, every injection output is zero."""
         for block in self.blocks:
             block.init_from_base()
+        self.init_detail_path()
         if self.config.use_reference_branch:
             self.ref_patch_embedding.load_state_dict(self.patch_embedding.state_dict())
             if hasattr(self, "ref_subject_embedding"):  # zero: a warm start keeps its function at step 0
@@ -491,6 +512,19 @@ class ReactIDTransformer(WanTransformer3DModel):
                 base = self.blocks[i]
                 own = rb.state_dict()
                 rb.load_state_dict({k: v for k, v in base.state_dict().items() if k in own})
+
+    def init_detail_path(self) -> None:
+        """detail_blocks: each a copy of the trunk's last block; the path's input and output layers at zero."""
+        if not hasattr(self, "detail_layers"):
+            return
+        last = self.blocks[-1].state_dict()
+        for blk in self.detail_layers:
+            own = blk.state_dict()
+            blk.load_state_dict({k: v for k, v in last.items() if k in own and v.shape == own[k].shape}, strict=False)
+        nn.init.zeros_(self.detail_patch_embedding.weight)
+        nn.init.zeros_(self.detail_patch_embedding.bias)
+        nn.init.zeros_(self.detail_proj_out.weight)
+        nn.init.zeros_(self.detail_proj_out.bias)
 
     @classmethod
     def from_wan(cls, base: WanTransformer3DModel | str | Path, **reactid_kwargs) -> "ReactIDTransformer":
@@ -521,7 +555,7 @@ class ReactIDTransformer(WanTransformer3DModel):
     @staticmethod
     def is_reactid_param(name: str) -> bool:
         parts = name.split(".")
-        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity", "ref_subject_embedding", "video_position") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k", "ref_bind_gain") for p in parts)
+        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity", "ref_subject_embedding", "video_position", "detail_patch_embedding", "detail_layers", "detail_proj_out") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k", "ref_bind_gain") for p in parts)
 
     def reactid_config(self) -> dict:
         return {k: self.config[k] for k in REACTID_CONFIG_KEYS}
@@ -795,6 +829,18 @@ class ReactIDTransformer(WanTransformer3DModel):
             if ml is not None:
                 mask_logits.append(ml)
 
+        x_detail = None
+        if hasattr(self, "detail_layers"):  # the x0 channels' own path (detail_blocks), from the trunk's last state
+            first = self.config.x0_channels_from
+            x_detail = x + self.detail_patch_embedding(hidden_states[:, first:].to(x.dtype)).flatten(2).transpose(1, 2)
+            ref = None
+            if ref_inputs is not None:
+                j = len(self.blocks) - 1
+                kv = ref_inputs.kv[j] if ref_inputs.kv is not None else ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))]
+                ref = (kv, ref_inputs.token_subject, ref_inputs.num_subjects) + ((ref_assign,) if ref_assign is not None else ())
+            for block in self.detail_layers:
+                x_detail, _ = block(x_detail, ctx, timestep_proj, rotary_emb, ref, tl_inputs)
+
         if temb.ndim == 3:
             shift, scale = (self.scale_shift_table.unsqueeze(0).to(temb.device) + temb.unsqueeze(2)).chunk(2, dim=2)
             shift, scale = shift.squeeze(2), scale.squeeze(2)
@@ -802,6 +848,11 @@ class ReactIDTransformer(WanTransformer3DModel):
             shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         x = (self.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
         x = self.proj_out(x)
+        if x_detail is not None:  # added onto the x0 channels' rows (patch, channel; channel fastest)
+            d = self.detail_proj_out((self.norm_out(x_detail.float()) * (1 + scale) + shift).type_as(x_detail))
+            first, n_ch = self.config.x0_channels_from, x.shape[-1] // (p_t * p_h * p_w)
+            x = x.unflatten(-1, (p_t * p_h * p_w, n_ch))
+            x = torch.cat([x[..., :first], x[..., first:] + d.unflatten(-1, (p_t * p_h * p_w, n_ch - first))], -1).flatten(-2)
         x = x.reshape(B, *grid, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         sample = x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
         if self.config.velocity_skip:

@@ -414,3 +414,24 @@ def test_redraw_from_an_init_video_starts_at_the_strengths_noise_level(tiny_pipe
         kw = {"init_video": clip, "strength": 0.5, **bad}
         with pytest.raises(ValueError, match=match):
             tiny_pipe(tl, two_subject_refs, **one, **kw)
+
+
+def test_x0_channels_take_their_own_guidance_scale_from_the_export(two_subject_refs):
+    """x0_channel_guidance (a grown latent's x0 channels guided at their own scale): the same as the clip's scale
+    changes nothing; another scale changes the video; a bad value is refused; a model without x0 channels ignores it."""
+    from model.tiny import tiny_pipeline
+
+    def run(x0_guidance, **kw):
+        pipe = tiny_pipeline(seed=0, x0_channels_from=2, **kw)
+        pipe.register_to_config(x0_channel_guidance=x0_guidance)
+        return pipe(example_timeline(), two_subject_refs, seed=5, **FAST).frames
+
+    plain, same, one = run(None), run(3.0), run(1.0)
+    assert np.array_equal(plain, same) and not np.array_equal(plain, one)
+    base = tiny_pipeline(seed=0)
+    a = base(example_timeline(), two_subject_refs, seed=5, **FAST).frames
+    base.register_to_config(x0_channel_guidance=1.0)
+    assert np.array_equal(a, base(example_timeline(), two_subject_refs, seed=5, **FAST).frames)
+    with pytest.raises(ValueError, match="x0_channel_guidance"):
+        ReactIDPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, transformer=base.transformer,
+                        scheduler=base.scheduler, x0_channel_guidance=-1.0)

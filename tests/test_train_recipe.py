@@ -474,3 +474,79 @@ def test_grown_channels_read_as_x0_start_at_their_mean_and_train_on_x0s_error(tm
     assert torch.allclose(got, per_sample.sum() / (sigma.view(2) ** 2).sum(), atol=1e-5)
     plain = flow_matching_loss(pred * only_new, e * only_new, x0 * only_new, only_new)  # 1 / sigma^2 per sample
     assert torch.allclose(plain, (per_sample / sigma.view(2) ** 2).mean(), atol=1e-5)
+
+
+def test_detail_path_starts_silent_and_training_it_alone_never_moves_the_old_channels(tmp_path):
+    """model.reactid.detail_blocks: the x0 channels' own path (blocks copied from the trunk's last, zero input and
+    output layers). Grown from a small model it predicts what the x0 channels alone did (0); with optim.train_only
+    [detail_], a real training step changes the new channels' guess and leaves the old channels' prediction exact."""
+    from train.loop import Trainer  # noqa: F401  (the option is read there; the step below is the training's own)
+
+    src = build_transformer(_tiny_cfg(tmp_path), in_channels=4, text_dim=16).eval()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    src.save_pretrained(tmp_path / "pipe" / "transformer")
+    reactid = {**TINY["model"].get("reactid", {}), "x0_channels_from": 4, "detail_blocks": 1}
+    with pytest.raises(ValueError, match="x0_channels_from too"):
+        build_transformer(_tiny_cfg(tmp_path, reactid={**reactid, "x0_channels_from": 0}), in_channels=6, text_dim=16)
+    grown = build_transformer(_tiny_cfg(tmp_path, init_from=str(tmp_path / "pipe"), init_grow_latent=True, reactid=reactid),
+                              in_channels=6, text_dim=16)
+    last = grown.blocks[-1].state_dict()
+    for k, v in grown.detail_layers[0].state_dict().items():
+        assert torch.equal(v, last[k]), k  # the loaded trunk's last block, not a fresh one
+    torch.manual_seed(2)
+    x, ctx, t = torch.randn(2, 6, 2, 4, 4), torch.randn(2, 5, 16), torch.tensor([600.0, 300.0])
+    with torch.no_grad():
+        old = src.eval()(x[:, :4], t, ctx).sample
+        before = grown.eval()(x, t, ctx).sample
+    sigma = (t / 1000).view(2, 1, 1, 1, 1)
+    assert torch.allclose(before[:, :4], old, atol=1e-6) and torch.allclose(before[:, 4:], x[:, 4:] / sigma, atol=1e-5)
+    chosen = [p for n, p in grown.named_parameters() if n.startswith("detail_")]
+    for n, p in grown.named_parameters():
+        p.requires_grad_(n.startswith("detail_"))
+    opt = torch.optim.AdamW(chosen, lr=1e-2)
+    grown.train()
+    for _ in range(3):
+        opt.zero_grad()
+        grown(x, t, ctx).sample[:, 4:].square().mean().backward()
+        opt.step()
+    with torch.no_grad():
+        after = grown.eval()(x, t, ctx).sample
+    assert torch.equal(after[:, :4], before[:, :4])
+    assert float((after[:, 4:] - before[:, 4:]).abs().max()) > 1e-3
+
+
+def test_train_only_must_be_a_list_of_name_prefixes(tmp_path):
+    from train.config import ConfigError
+
+    for bad in ("detail_", [""], [3]):
+        with pytest.raises(ConfigError, match="optim.train_only"):
+            load_config({**TINY, "output_dir": str(tmp_path / "run"), "optim": {**TINY.get("optim", {}), "train_only": bad}})
+    cfg = load_config({**TINY, "output_dir": str(tmp_path / "run"), "optim": {**TINY.get("optim", {}), "train_only": ["detail_"]}})
+    assert cfg.optim.train_only == ["detail_"]
+
+
+def test_trainer_with_a_detail_path_trains_it_alone_and_logs_the_x0_channels(tmp_path):
+    """The loop with x0 channels, a detail path and optim.train_only [detail_]: real training steps move the detail
+    path's weights and no other, and the log carries the x0 channels' error beside their energy."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_train_step import synthetic_cache
+    from train.loop import Trainer, plan_step
+
+    cfg = load_config(TINY, {"output_dir": str(tmp_path / "d"), "model": {"reactid": {"x0_channels_from": 2, "detail_blocks": 1}},
+                             "optim": {"train_only": ["detail_"], "lr": 0.01}})
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, synthetic_cache(cfg, n=4, z=4))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    stats = [trainer.train_step(plan_step(trainer.curriculum, i)) for i in range(2)]
+    assert all(s["x0_energy"] > 0 and s["x0_mse"] > 0 for s in stats)
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert moved and all(n.startswith("detail_") for n in moved)
+    assert any(n.startswith("detail_proj_out") for n in moved)
+    cfg_none = load_config(TINY, {"output_dir": str(tmp_path / "n"), "optim": {"train_only": ["no_such_layer"]}})
+    with pytest.raises(ValueError, match="no parameter"):
+        Trainer(cfg_none, synthetic_cache(cfg_none, n=4, z=4))

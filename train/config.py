@@ -139,6 +139,7 @@ class OptimConfig:
     mixed_precision: str = "no"  # 'no' | 'bf16' | 'fp16' (accelerate)
     gradient_checkpointing: bool = False
     train_base: bool = True  # False: train only ReactID's new modules (fine-tuning a real Wan)
+    train_only: list = field(default_factory=list)  # parameter-name prefixes: only these train (e.g. [detail_])
     log_every: int = 10
     checkpoint_every: int = 200
     # wall-clock budget of the run in seconds (0 = none): once the step rate is measured (time_budget_calibration_steps
@@ -203,6 +204,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.fg_loss_weight", f"must be a number >= 0, got {o.fg_loss_weight!r}")
     if not (isinstance(o.fg_time_dilation, int) and not isinstance(o.fg_time_dilation, bool) and o.fg_time_dilation >= 0):
         bad("optim.fg_time_dilation", f"must be a whole number of latent frames >= 0, got {o.fg_time_dilation!r}")
+    if not isinstance(o.train_only, list) or not all(isinstance(x, str) and x for x in o.train_only):
+        bad("optim.train_only", f"must be a list of parameter-name prefixes, got {o.train_only!r}")
     if isinstance(o.channel_loss_power, bool) or not isinstance(o.channel_loss_power, (int, float)) or not 0 <= o.channel_loss_power <= 4:
         bad("optim.channel_loss_power", f"must be a number in [0, 4], got {o.channel_loss_power!r}")
     if not (isinstance(o.timeline_lr_scale, (int, float)) and o.timeline_lr_scale > 0):

@@ -146,6 +146,8 @@ def warm_start(model: ReactIDTransformer, directory: str | Path, block_map: list
                 block.timeline_to_k.load_state_dict(block.attn2.to_k.state_dict())
                 block.timeline_to_v.load_state_dict(block.attn2.to_v.state_dict())
                 block.timeline_norm_k.load_state_dict(block.attn2.norm_k.state_dict())
+        if hasattr(model, "detail_layers") and not any(k.startswith("detail_") for k in state):
+            model.init_detail_path()  # the x0 channels' path starts from the loaded trunk's last block
         for i in new_blocks:  # every path back into the residual stream starts at zero: the block adds nothing yet
             blk = model.blocks[i]
             for lin in (blk.attn1.to_out[0], blk.attn2.to_out[0], blk.ffn.net[-1], getattr(blk, "ref_out", None), getattr(blk, "timeline_out", None)):
@@ -259,6 +261,13 @@ class Trainer:
         if not cfg.optim.train_base:
             for n, p in self.model.named_parameters():
                 p.requires_grad_(ReactIDTransformer.is_reactid_param(n))
+        if cfg.optim.train_only:  # only the parameters under these name prefixes train; the rest is frozen
+            chosen = {n for n, _ in self.model.named_parameters() if any(n.startswith(pre) for pre in cfg.optim.train_only)}
+            if not chosen:
+                raise ValueError(f"optim.train_only {cfg.optim.train_only}: no parameter of this model has a name starting so")
+            params = [p for n, p in self.model.named_parameters() if n in chosen]
+            for n, p in self.model.named_parameters():
+                p.requires_grad_(n in chosen)
         self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, params, cfg.optim), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=(0.9, 0.99))
         # the schedule's length: optim.steps, or fewer once optim.time_budget_s has measured how many fit (run())
         self.total_steps, warm = cfg.optim.steps, cfg.optim.warmup_steps
