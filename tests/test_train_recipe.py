@@ -480,8 +480,6 @@ def test_detail_path_starts_silent_and_training_it_alone_never_moves_the_old_cha
     """model.reactid.detail_blocks: the x0 channels' own path (blocks copied from the trunk's last, zero input and
     output layers). Grown from a small model it predicts what the x0 channels alone did (0); with optim.train_only
     [detail_], a real training step changes the new channels' guess and leaves the old channels' prediction exact."""
-    from train.loop import Trainer  # noqa: F401  (the option is read there; the step below is the training's own)
-
     src = build_transformer(_tiny_cfg(tmp_path), in_channels=4, text_dim=16).eval()
     with torch.no_grad():
         for p in src.parameters():
