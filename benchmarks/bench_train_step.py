@@ -1,6 +1,7 @@
 """Cost of one training step of the sprite-preset model, per variant, side by side in one run.
 
     python benchmarks/bench_train_step.py [--rounds 3] [--steps 4] [--threads 2] [--batch 16]
+    python benchmarks/bench_train_step.py --preset ladder_l2v --rows "as it is" --batch 8 --rounds 2 --steps 6
 
 The real `Trainer.train_step` (batch assembly, reference branch, forward, backward, AdamW) on a cache with
 the sprite world's shapes (64 x 64 px, 4 s: 17 x 8 x 8 latents, z = 16; 1-2 subjects, 1-3 actions) filled
@@ -33,7 +34,11 @@ VARIANTS = {
     "fp32, predicted binding (+1 forward)": {"optim": {"mixed_precision": "no", "binding_masks": "predicted", "binding_none_prob": 0.0}},
     "bf16 autocast, ground-truth binding": {"optim": {"mixed_precision": "bf16", "binding_masks": "ground_truth"}},
     "bf16 autocast, predicted binding (+1 forward)": {"optim": {"mixed_precision": "bf16", "binding_masks": "predicted", "binding_none_prob": 0.0}},
+    "the preset as it is": {"optim": {}},
+    "the preset as it is, torch.compile": {"optim": {"compile": True}},
+    "fp32, ground-truth binding, torch.compile": {"optim": {"mixed_precision": "no", "binding_masks": "ground_truth", "compile": True}},
 }
+WARMUP_STEPS = 3  # untimed: allocations, kernel choice, and torch.compile's compilations (a new subject count can recompile)
 
 
 def synthetic_cache(cfg, n: int = 48, z: int = 16) -> dict:
@@ -49,7 +54,7 @@ def synthetic_cache(cfg, n: int = 48, z: int = 16) -> dict:
         "latents": torch.randn(n, z, F, h, w, generator=g),
         "ref_intra": [torch.randn(k, z, h, w, generator=g) for k in ns],
         "ref_inter": [torch.randn(k, z, h, w, generator=g) for k in ns],
-        "masks": [torch.rand(k, F * (h // 2) * (w // 2), generator=g) * 0.3 for k in ns],
+        "masks": [torch.rand(k, F * (h // cfg.model.patch_size[1]) * (w // cfg.model.patch_size[2]), generator=g) * 0.3 for k in ns],
         "timelines": [t.to_dict() for t in timelines], "prompts": [t.prompt for t in timelines],
         "names": [[s.name for s in t.subjects] for t in timelines], "num_subjects": ns,
         "text": encode_texts(enc, tok, sorted(texts), cfg.text.max_length),
@@ -57,20 +62,20 @@ def synthetic_cache(cfg, n: int = 48, z: int = 16) -> dict:
     }
 
 
-def time_variant(name: str, steps: int, threads: int, batch: int) -> list[float]:
-    """Seconds per step of one variant, after one warm-up step (run in its own process: accelerate keeps one
+def time_variant(name: str, steps: int, threads: int, batch: int, preset: str = "sprite") -> list[float]:
+    """Seconds per step of one variant, after WARMUP_STEPS untimed steps (run in its own process: accelerate keeps one
     mixed-precision state per process)."""
     torch.set_num_threads(threads)
     over = VARIANTS[name]
     tmp = tempfile.mkdtemp()
-    cfg = load_config("sprite", {"output_dir": tmp, **over, "optim": {**over["optim"], "batch_size": batch}})
+    cfg = load_config(preset, {"output_dir": tmp, **over, "optim": {**over["optim"], "batch_size": batch}, "model": {"init_from": None}})
     trainer = Trainer(cfg, synthetic_cache(cfg))
     out = []
-    for step in range(steps + 1):
+    for step in range(steps + WARMUP_STEPS):
         plan = plan_step(trainer.curriculum, step)
         t0 = time.perf_counter()
         trainer.train_step(plan)
-        if step:
+        if step >= WARMUP_STEPS:
             out.append(time.perf_counter() - t0)
     return out
 
@@ -82,20 +87,21 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--rows", nargs="*", help="substrings of the variant names to run (default: all)")
+    ap.add_argument("--preset", default="sprite", help="the training preset whose model is timed (e.g. ladder_l2v, the shipped recipe)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(time_variant(args.child, args.steps, args.threads, args.batch)))
+        print(json.dumps(time_variant(args.child, args.steps, args.threads, args.batch, args.preset)))
         return
     rows = [k for k in VARIANTS if not args.rows or any(r in k for r in args.rows)]
     times = {k: [] for k in rows}
     for _ in range(args.rounds):
         for name in rows:
-            cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--threads", str(args.threads), "--batch", str(args.batch)]
+            cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--threads", str(args.threads), "--batch", str(args.batch), "--preset", args.preset]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             times[name] += json.loads(res.stdout.strip().splitlines()[-1])
     base = statistics.median(times[rows[0]])
-    print(f"\nbatch {args.batch}, {args.threads} threads, {args.rounds} interleaved rounds x {args.steps} steps\n")
+    print(f"\npreset {args.preset}, batch {args.batch}, {args.threads} threads, {args.rounds} interleaved rounds x {args.steps} steps\n")
     print("| variant | median s/step | x first row | samples/s |\n|---|---:|---:|---:|")
     for name, ts in times.items():
         m = statistics.median(ts)

@@ -134,7 +134,7 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
     def __init__(self, z_dim: int = 8, width: int = 32, latents_mean: list | None = None, latents_std: list | None = None,
                  scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, linear_path: bool = False, res_blocks: int = 0,
                  arch: str = "pyramid", decoder_context: int = 0, first_frame: str = "own", first_frame_gain: float = 1.0,
-                 decoder: str = "linear"):
+                 decoder: str = "linear", learned_decoder_channels: int = 0):
         """linear_path: a linear block-to-latent path (a PCA autoencoder once `init_pca` ran) to which the conv
         stacks add their output through a zero-initialised last layer, so training starts from a colour-true
         reconstruction instead of a grey one. res_blocks: residual blocks after each resolution change of the
@@ -157,7 +157,11 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         through a zero-initialised last layer). The encoder stays the PCA map, so the latent space, and every
         diffusion model trained in it, is unchanged; only how latents are drawn changes. A linear decoder draws any
         error of a diffusion model's latents as a ghost or a smear; a learned one can map near-sprite latents back
-        onto clean sprites (train/decoder.py trains it on a model's own redraws)."""
+        onto clean sprites (train/decoder.py trains it on a model's own redraws).
+        learned_decoder_channels (decoder 'blocks' only): 0 = the learned decoder reads every latent channel; k > 0 =
+        it reads the first k channels only, while the PCA decoder draws all of them. That is how a learned decoder
+        trained on a k-channel PCA latent is carried onto a wider PCA latent that nests it (`graft_learned_decoder`):
+        the wider latent's extra components are added, linearly, to what the learned decoder draws."""
         super().__init__()
         if not (isinstance(first_frame_gain, (int, float)) and first_frame_gain > 0):
             raise ValueError(f"first_frame_gain must be a number > 0, got {first_frame_gain!r}")
@@ -173,6 +177,10 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
             raise ValueError(f"decoder must be 'linear' or 'blocks', got {decoder!r}")
         if decoder == "blocks" and arch != "linear":
             raise ValueError("decoder 'blocks' is a learned decoder over the PCA encoder: it needs arch 'linear'")
+        if not (isinstance(learned_decoder_channels, int) and 0 <= learned_decoder_channels <= z_dim):
+            raise ValueError(f"learned_decoder_channels must be an int in [0, z_dim={z_dim}], got {learned_decoder_channels!r}")
+        if learned_decoder_channels and decoder != "blocks":
+            raise ValueError("learned_decoder_channels is for decoder 'blocks' (a learned decoder)")
         if decoder == "blocks" and first_frame != "own":
             raise ValueError("decoder 'blocks' decodes the first latent frame with its own decoder: it needs first_frame 'own'")
         if arch == "linear":
@@ -182,8 +190,9 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
                 raise ValueError("arch 'linear' is the PCA path alone: it needs linear_path=True")
             self.lin_first, self.lin_group = _LinearPatch(3, z_dim), _LinearPatch(12, z_dim)
             if decoder == "blocks":
-                self.dec_first = _BlockDecoder(3, width, z_dim, res_blocks)
-                self.dec_group = _BlockDecoder(12, width, z_dim * (1 + 2 * decoder_context), res_blocks)
+                zl = learned_decoder_channels or z_dim
+                self.dec_first = _BlockDecoder(3, width, zl, res_blocks)
+                self.dec_group = _BlockDecoder(12, width, zl * (1 + 2 * decoder_context), res_blocks)
                 for net in (self.dec_first, self.dec_group):
                     last = [m for m in net.net if isinstance(m, nn.Conv2d)][-1]
                     nn.init.zeros_(last.weight)
@@ -218,7 +227,10 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
     def _dec(self, net, lin, z, context=None):
         if self.config.arch == "linear" and self.config.decoder == "linear":
             return lin.decode(z)
-        x = z if context is None else torch.cat([z, context], 1)
+        k = self.config.learned_decoder_channels
+        x = z[:, :k] if k else z
+        if context is not None:
+            x = torch.cat([x, context], 1)
         return net(x) + lin.decode(z) if self.config.linear_path else net(x)
 
     def decoder_parameters(self) -> list:
@@ -230,6 +242,8 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         c = self.config.decoder_context
         if not c:
             return None
+        if self.config.learned_decoder_channels:
+            z = z[:, : self.config.learned_decoder_channels]  # the learned decoder's neighbours: its channels only
         B, Z, Fl, h, w = z.shape
         padded = F.pad(z, (0, 0, 0, 0, c, c))
         parts = [padded[:, :, 1 + c + d : Fl + c + d] for d in range(-c, c + 1) if d]

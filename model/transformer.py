@@ -722,7 +722,9 @@ class ReactIDTransformer(WanTransformer3DModel):
             feats, subj = feats.repeat_interleave(B // feats.shape[0], 0), ref.token_subject.repeat_interleave(B // feats.shape[0], 0)
         else:
             subj = ref.token_subject
-        onehot = (F.one_hot(subj.clamp_min(0), max(S, int(subj.max()) + 1))[..., :S] * (subj >= 0).unsqueeze(-1)).to(feats.dtype)  # [B, R, S]
+        # [B, R, S]: a reference's subject as a one-hot row; -1 (padding) and subjects past S give a zero row. Compared
+        # against arange rather than F.one_hot, whose class count would be read off the data (a sync, a graph break)
+        onehot = (subj.unsqueeze(-1) == torch.arange(S, device=subj.device)).to(feats.dtype)
         pooled = torch.einsum("brs,brd->bsd", onehot, feats) / onehot.sum(1).clamp_min(1.0).unsqueeze(-1)  # [B, S, dim]
         ident = self.timeline_identity(pooled.to(dtype))
         gathered = ident.gather(1, token_subject.clamp(0, S - 1).unsqueeze(-1).expand(-1, -1, ident.shape[-1]))

@@ -31,15 +31,8 @@ def held_out_loss(pipe, clips, refs_from=None, timeline_from=None, sigmas=(0.3, 
     losses = []
     g = torch.Generator().manual_seed(seed)
     for i, c in enumerate(clips):
-        rc = refs_from[i] if refs_from else c
-        tc = timeline_from[i] if timeline_from else c
-        video = torch.from_numpy(c.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-        x0 = pipe.encode_video(video)
-        own = own_references(rc)
-        images = pipe.prepare_references(c.timeline, {s.id: own[r.id] for s, r in zip(c.timeline.subjects, rc.timeline.subjects)})
-        feats = pipe.encode_reference_features(c.timeline, images, pipe.config.reference_size)
-        tl = build_timeline_conditioning([tc.timeline], lambda caps: pipe.encode_text(caps, max_length=pipe.config.caption_max_length))
-        prompt, _ = pipe.encode_text([c.timeline.prompt])
+        x0, prompt, feats, tl = clip_conditioning(pipe, c, refs_from=refs_from[i] if refs_from else None,
+                                                  timeline_from=timeline_from[i] if timeline_from else None)
         ph, pw = pipe.transformer.config.patch_size[1:]
         masks = token_masks(c.masks, x0.shape[2], (x0.shape[3] // ph, x0.shape[4] // pw))[None]
         clip_losses = []
@@ -47,11 +40,11 @@ def held_out_loss(pipe, clips, refs_from=None, timeline_from=None, sigmas=(0.3, 
             noise = torch.randn(x0.shape, generator=g)
             x_t = add_flow_noise(x0, noise, torch.tensor([sigma]))
             t = torch.tensor([sigma * 1000])
-            bind = masks if binding == "ground_truth" else None
             if binding == "predicted":
-                logits = pipe.transformer(x_t, t, prompt, reference_features=feats, timeline=tl).mask_logits
-                bind = None if logits is None else torch.sigmoid(logits.float())
-            pred = pipe.transformer(x_t, t, prompt, reference_features=feats, timeline=tl, subject_masks=bind).sample
+                pred = predict_own_binding(pipe, x_t, t, prompt, feats, tl)
+            else:
+                bind = masks if binding == "ground_truth" else None
+                pred = pipe.transformer(x_t, t, prompt, reference_features=feats, timeline=tl, subject_masks=bind).sample
             clip_losses.append(flow_matching_loss(pred, noise, x0).item())
         losses.append(float(np.mean(clip_losses)))
     return losses if per_clip else float(np.mean(losses))
@@ -87,14 +80,17 @@ def conditioning_sensitivity(pipe, clips) -> dict:
     }
 
 
-def clip_conditioning(pipe, clip):
-    """A clip's clean latent and the conditioning inference would give it: (x0, prompt, reference features, timeline)."""
+def clip_conditioning(pipe, clip, refs_from=None, timeline_from=None):
+    """A clip's clean latent and the conditioning inference would give it: (x0, prompt, reference features, timeline).
+    `refs_from` / `timeline_from` (another clip with as many subjects) swap in that clip's references (subject by
+    subject, in order) or timeline; the prompt stays the clip's own."""
     video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
     x0 = pipe.encode_video(video)
-    own = own_references(clip)
-    images = pipe.prepare_references(clip.timeline, {s.id: own[s.id] for s in clip.timeline.subjects})
+    rc, tc = refs_from or clip, timeline_from or clip
+    own = own_references(rc)
+    images = pipe.prepare_references(clip.timeline, {s.id: own[r.id] for s, r in zip(clip.timeline.subjects, rc.timeline.subjects)})
     feats = pipe.encode_reference_features(clip.timeline, images, pipe._reference_size(*clip.frames.shape[1:3]))
-    tl = build_timeline_conditioning([clip.timeline], lambda caps: pipe.encode_text(caps, max_length=pipe.config.caption_max_length))
+    tl = build_timeline_conditioning([tc.timeline], lambda caps: pipe.encode_text(caps, max_length=pipe.config.caption_max_length))
     prompt, _ = pipe.encode_text([clip.timeline.prompt])
     return x0, prompt, feats, tl
 

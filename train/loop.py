@@ -275,6 +275,9 @@ class Trainer:
         self.lr_lambda = lambda s: min(1.0, (s + 1) / max(1, warm)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, self.total_steps) / self.total_steps)))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, self.optimizer, self.scheduler)
+        # optim.compile: the training forward runs through a compiled wrapper sharing self.model's parameters, so
+        # checkpoints, held-out scores and exports keep using the plain module
+        self.forward_model = torch.compile(self.model, dynamic=True) if cfg.optim.compile else self.model
         self.curriculum = make_curriculum(cfg, cache["difficulty_intra"], cache["difficulty_inter"], self.accelerator.num_processes)
         # Global prompts are encoded here at text.max_length (the cache holds captions and names): the
         # flattened-timeline ablation needs longer prompts than the captions.
@@ -414,7 +417,7 @@ class Trainer:
 
     def train_step(self, plan: StepPlan) -> dict:
         cfg = self.cfg.optim
-        model = self.model
+        model = self.forward_model
         # several processes: draw for the global batch, keep this process's share (train/distributed.py)
         G = len(plan.indices)
         share = dp.shard(G, self.accelerator.process_index, self.accelerator.num_processes)
