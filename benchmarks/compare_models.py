@@ -3,6 +3,7 @@
     python benchmarks/ladder.py assets/default_model --level l2c --n 24 --no-ceiling --json runs/a.json
     python benchmarks/ladder.py runs/other/export    --level l2c --n 24 --no-ceiling --json runs/b.json
     python benchmarks/compare_models.py shipped=runs/a.json other=runs/b.json [--boot 2000]
+    python benchmarks/compare_models.py shipped=runs/a0.json+runs/a48.json other=runs/b0.json+runs/b48.json
 
 The first model is the baseline. For each metric: each model's pooled value with its 95% interval over resampled
 scenes, and each other model's paired difference from the baseline (the same resampled scenes for both; intervals
@@ -24,16 +25,21 @@ LOWER_IS_BETTER = {"timing_error_frames"}
 
 
 def load(spec: str) -> tuple[str, list[dict]]:
-    name, sep, path = spec.partition("=")
+    """NAME=PATH, or NAME=A+B+C: the per-scene records of several ladder.py runs on consecutive blocks of scenes
+    (e.g. --first 0, 48, 96), in that order."""
+    name, sep, paths = spec.partition("=")
     if not sep:
-        name, path = Path(spec).stem, spec
-    try:
-        row = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"{path}: cannot read a ladder.py --json file ({exc})")
-    if "per_scene" not in row:
-        raise SystemExit(f"{path}: no per-scene records; rescore it with the current benchmarks/ladder.py --json")
-    return name, row["per_scene"]
+        name, paths = Path(spec).stem, spec
+    scenes = []
+    for path in paths.split("+"):
+        try:
+            row = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"{path}: cannot read a ladder.py --json file ({exc})")
+        if "per_scene" not in row:
+            raise SystemExit(f"{path}: no per-scene records; rescore it with the current benchmarks/ladder.py --json")
+        scenes += row["per_scene"]
+    return name, scenes
 
 
 def table(models: list[tuple[str, list[dict]]], n_boot: int = 2000) -> list[str]:

@@ -71,3 +71,7 @@ def test_compare_models_prints_intervals_and_refuses_unpaired_or_old_files(tmp_p
     assert bad.returncode != 0 and "different numbers of scenes" in bad.stderr
     old = run(str(tmp_path / "old.json"))
     assert old.returncode != 0 and "per-scene" in old.stderr
+    # blocks of scenes scored by separate runs are joined with '+', in order: two halves of b pair with a whole b
+    (tmp_path / "b1.json").write_text(json.dumps({"per_scene": b[5:]}))
+    joined = run(f"whole={tmp_path / 'b.json'}", f"halves={tmp_path / 'short.json'}+{tmp_path / 'b1.json'}")
+    assert joined.returncode == 0 and "10 scenes" in joined.stdout and "+0.000" in joined.stdout, joined.stderr

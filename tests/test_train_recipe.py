@@ -1,5 +1,7 @@
 """The training recipe's options: the foreground-weighted flow loss and warm starts from a pipeline directory."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -550,6 +552,8 @@ def test_trainer_with_a_detail_path_trains_it_alone_and_logs_the_x0_channels(tmp
         Trainer(cfg_none, synthetic_cache(cfg_none, n=4, z=4))
 
 
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile's CPU backend needs a C++ compiler")
 def test_compiled_training_forward_trains_like_the_plain_one(tmp_path):
     """optim.compile: the same steps from the same start give the same losses and weights as the plain module (up to
     float reassociation), across batches with different subject counts (the compiled graph is dynamic), and the
