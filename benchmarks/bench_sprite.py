@@ -68,8 +68,7 @@ def vae_ceiling_row(directory: str, clips) -> dict:
     from model.framevae import load_vae
     from train.sprite_eval import evaluate_sprite_clip, summarize
 
-    d = Path(directory)
-    vae = load_vae(d / "vae" if (d / "vae" / "config.json").is_file() else d)
+    vae = load_vae(directory)
     scores = []
     with torch.no_grad():
         for clip in clips:

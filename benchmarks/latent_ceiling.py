@@ -37,8 +37,9 @@ def ceiling_of(directory: str, clips) -> dict:
 
 
 def z_dim_of(directory: str) -> int:
-    d = Path(directory)
-    return int(json.loads(((d / "vae" if (d / "vae" / "config.json").is_file() else d) / "config.json").read_text())["z_dim"])
+    from model.framevae import vae_directory
+
+    return int(json.loads((vae_directory(directory) / "config.json").read_text())["z_dim"])
 
 
 def main(argv=None) -> int:

@@ -291,10 +291,18 @@ class FrameGroupVAE(ModelMixin, ConfigMixin):
         return self.decode(self.encode(x).latent_dist.mode()).sample
 
 
+def vae_directory(path: str | Path) -> Path:
+    """A VAE directory, given it or a pipeline directory that holds one under vae/."""
+    d = Path(path)
+    return d / "vae" if (d / "vae" / "config.json").is_file() else d
+
+
 def load_vae(path: str | Path):
-    """Load whichever VAE class a directory holds (FrameGroupVAE or diffusers' AutoencoderKLWan)."""
+    """Load whichever VAE class a directory holds (FrameGroupVAE or diffusers' AutoencoderKLWan); a pipeline
+    directory gives its vae/."""
     from diffusers import AutoencoderKLWan
 
-    cfg = json.loads((Path(path) / "config.json").read_text())
+    path = vae_directory(path)
+    cfg = json.loads((path / "config.json").read_text())
     cls = FrameGroupVAE if cfg.get("_class_name") == "FrameGroupVAE" else AutoencoderKLWan
     return cls.from_pretrained(path).eval()

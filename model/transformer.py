@@ -818,12 +818,15 @@ class ReactIDTransformer(WanTransformer3DModel):
             if subject_masks.shape[0] != B:
                 subject_masks = subject_masks.repeat_interleave(B // subject_masks.shape[0], 0)
             ref_assign = R.token_subject_assignment(subject_masks[:, : ref_inputs.num_subjects].to(x.device), self.config.mask_threshold)
+        def block_ref(j: int):  # what trunk block j (and a detail block after block j) reads of the references
+            if ref_inputs is None:
+                return None
+            kv = ref_inputs.kv[j] if ref_inputs.kv is not None else ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))]
+            return (kv, ref_inputs.token_subject, ref_inputs.num_subjects) + ((ref_assign,) if ref_assign is not None else ())
+
         mask_logits = []
         for j, block in enumerate(self.blocks):
-            ref = None
-            if ref_inputs is not None:
-                kv = ref_inputs.kv[j] if ref_inputs.kv is not None else ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))]
-                ref = (kv, ref_inputs.token_subject, ref_inputs.num_subjects) + ((ref_assign,) if ref_assign is not None else ())
+            ref = block_ref(j)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 x, ml = self._gradient_checkpointing_func(block, x, ctx, timestep_proj, rotary_emb, ref, tl_inputs)
             else:
@@ -835,11 +838,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         if hasattr(self, "detail_layers"):  # the x0 channels' own path (detail_blocks), from the trunk's last state
             first = self.config.x0_channels_from
             x_detail = x + self.detail_patch_embedding(hidden_states[:, first:].to(x.dtype)).flatten(2).transpose(1, 2)
-            ref = None
-            if ref_inputs is not None:
-                j = len(self.blocks) - 1
-                kv = ref_inputs.kv[j] if ref_inputs.kv is not None else ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))]
-                ref = (kv, ref_inputs.token_subject, ref_inputs.num_subjects) + ((ref_assign,) if ref_assign is not None else ())
+            ref = block_ref(len(self.blocks) - 1)
             for block in self.detail_layers:
                 x_detail, _ = block(x_detail, ctx, timestep_proj, rotary_emb, ref, tl_inputs)
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
 import torch
 
 from model.framevae import FrameGroupVAE, load_vae
@@ -77,12 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="output VAE directory")
     args = ap.parse_args(argv)
 
-    def vae_dir(p: str) -> Path:
-        d = Path(p)
-        return d / "vae" if (d / "vae" / "config.json").is_file() else d
-
     try:
-        vae = graft_learned_decoder(load_vae(vae_dir(args.learned)), load_vae(vae_dir(args.onto)))
+        vae = graft_learned_decoder(load_vae(args.learned), load_vae(args.onto))
     except GraftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
