@@ -65,7 +65,7 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
           shift: float | None = None, mask_steps: int | None = None, layout: str | None = None,
           layout_radius: float | None = None, first_frame_guidance: float | None = None, seed_offset: int = 0,
           first_frame_redraw: float | None = None, sampler: str | None = None, first_frame_redraw_init: str | None = None,
-          references: str = "intra") -> dict:
+          references: str = "intra", init_strength: float | None = None) -> dict:
     from evaluation.paired import scene_record
     from model.pipeline import ReactIDPipeline
     from train.sprite_eval import evaluate_clip, start_positions, summarize, track_subjects
@@ -91,6 +91,8 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         given_kw["first_frame_redraw"] = first_frame_redraw
     if first_frame_redraw_init is not None:
         given_kw["first_frame_redraw_init"] = first_frame_redraw_init
+    if init_strength is not None:  # where the model loses what the truth had: redraw the truth from this share of the steps
+        given_kw["strength"] = init_strength
     own, control, ident_control, found, times, videos, truth_moves, starts, truth_scores = [], [], [], [], [], [], [], [], []
     for i, clip in enumerate(clips):
         # the conditioning: a crop of the clip itself (intra) or a re-render at another scale, angle, light and background
@@ -104,7 +106,7 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
         out = pipe(clip.timeline, refs, num_inference_steps=steps, guidance_scale=guidance, seed=seed_offset + i, progress=False,
                    mask_feedback="previous" if oracle else mask_feedback,
                    binding_masks=true_token_masks(pipe, clip, mask_feedback == "oracle_start") if oracle else None,
-                   **given_kw)
+                   init_video=clip.frames if init_strength is not None else None, **given_kw)
         times.append(time.perf_counter() - t0)
         ref_imgs = [r[0] for r in clip.references_intra]
         gen_tracks, true_tracks = track_subjects(out.frames, ref_imgs), track_subjects(clip.frames, ref_imgs)
@@ -127,6 +129,7 @@ def score(directory: str, clips, steps: int, guidance: float, strip: str | None 
     for rec, sc in zip(row["per_scene"], own):  # each scored action as read, for looking into the confusions
         rec["actions"] = [{k: r.get(k) for k in ("subject", "commanded", "observed", "f0", "f1", "moved_px", "log_area", "bound")}
                           for r in sc.actions if r["scored"]]
+        rec["boundaries"] = [{k: b.get(k) for k in ("subject", "commanded", "detected", "error")} for b in sc.boundaries]
     ctrl = summarize(control) if control else {}
     row["found"] = float(np.mean(found))
     # identity per reference shape (and texture): which references the model draws as blobs
@@ -253,6 +256,9 @@ def main() -> int:
                          "trained on 2 s clips carries over to 4 s")
     ap.add_argument("--references", choices=["intra", "inter"], default="intra",
                     help="condition on a crop of the clip itself (intra) or on a re-render of each subject (inter)")
+    ap.add_argument("--init-strength", type=float,
+                    help="redraw each scene's true clip over this last share of the steps instead of generating it "
+                         "(which noise levels lose the truth's shapes and motion)")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -263,7 +269,8 @@ def main() -> int:
     clips = held_out(args.n, world, args.first)
     row = score(args.export, clips, args.steps, args.guidance, args.strip, args.mask_feedback, args.shift, args.mask_steps, args.layout, args.layout_radius,
                 args.first_frame_guidance, seed_offset=args.first, first_frame_redraw=args.first_frame_redraw,
-                sampler=args.sampler, first_frame_redraw_init=args.first_frame_redraw_init, references=args.references)
+                sampler=args.sampler, first_frame_redraw_init=args.first_frame_redraw_init, references=args.references,
+                init_strength=args.init_strength)
     if not args.no_ceiling:
         row["ceiling"] = ceiling(args.export, clips)
     if args.sensitivity:

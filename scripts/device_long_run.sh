@@ -9,6 +9,8 @@
 # no torch.compile; auto: the smoke tries optim.compile and the runs use it if the smoke passed with it, else they run
 # without; 1: always). Compiling costs minutes before the first step (283 s for the smoke and 200 s per run on 2 CPU
 # cores, 2026-12-05) and ran a CPU step 1.28x faster after; unmeasured on a GPU, so worth it only for long budgets.
+# The runs share the first run's cache: presets whose data differ from it (ladder_l2z's data.reference_size) go in a
+# call of their own (a run given a cache built at another reference size stops with "cache error", before training).
 set -u
 OUT=${OUT:-/tmp/device_out}
 mkdir -p "$OUT"

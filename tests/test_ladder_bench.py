@@ -84,3 +84,16 @@ def test_inter_clip_references_condition_the_generation_and_identity_is_split_by
         assert 0.0 <= row["identity_fidelity"] <= 1.0
     # the same seed with the other references draws another clip
     assert rows["intra"]["per_scene"] != rows["inter"]["per_scene"] or rows["intra"]["area_wobble"] != rows["inter"]["area_wobble"]
+
+
+def test_a_redraw_of_the_truth_from_low_noise_keeps_the_truths_places_and_shapes():
+    """--init-strength: the held-out clip itself, noised to the level of the schedule's last share, is redrawn
+    (where the model loses what the truth had); from the last step's level nearly nothing is lost."""
+    from ladder import level_world, score
+
+    clips = held_out(2, {**level_world("l2c"), "duration": 2.0})
+    low = score(str(ROOT / "assets/default_model"), clips, steps=10, guidance=3.0, layout="paths", init_strength=0.1)
+    full = score(str(ROOT / "assets/default_model"), clips, steps=10, guidance=3.0, layout="paths")
+    assert low["found"] == 1.0 and low["identity_fidelity"] >= full["identity_fidelity"]
+    assert low["start_px"] < 1.0  # the truth's own places, to a pixel
+    assert low["per_scene"] != full["per_scene"] or low["start_px"] != full["start_px"]

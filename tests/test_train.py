@@ -64,6 +64,7 @@ def losses(log: Path) -> dict[int, float]:
         ({"optim": {"binding_none_prob": 1.5}}, "optim.binding_none_prob"),
         ({"vae": {"arch": "unet"}}, "vae.arch"),
         ({"data": {"prepare_workers": 0}}, "data.prepare_workers"),
+        ({"data": {"reference_size": 20}}, "data.reference_size: must be 0 (the frame's shorter side) or a multiple of 16"),
         ({"optim": {"time_budget_s": -5}}, "optim.time_budget_s"),
     ],
 )

@@ -81,3 +81,31 @@ def test_a_resumed_run_keeps_the_schedule_its_budget_fitted(tmp_path):
     after = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()][len(records):]
     assert not [r for r in after if r.get("event") == "time_budget"]  # not measured again
     assert [r for r in after if "loss" in r][-1]["step"] == fitted[0]["total_steps"]
+
+
+def test_references_are_encoded_at_data_reference_size_and_the_export_says_so(tmp_path):
+    """data.reference_size: the side the references are resized to before the VAE (0: the frame's); the cache's
+    reference latents and the exported pipeline's reference_size follow it, so generation encodes them alike."""
+    cfg = load_config("ladder_l2c", {"data": {"num_clips": 2}})
+    vae = load_vae(cfg.vae.checkpoint)
+    frame = build_cache(cfg, vae)
+    cfg.data.reference_size = 32
+    half = build_cache(cfg, vae)
+    assert frame["ref_intra"][0].shape[-2:] == (8, 8) and half["ref_intra"][0].shape[-2:] == (4, 4)
+    assert half["ref_inter"][0].shape[-2:] == (4, 4) and torch.equal(half["latents"], frame["latents"])
+
+    from model.pipeline import ReactIDPipeline
+
+    out = tmp_path / "refs16"
+    res = run_train({**TINY, "data": {**TINY["data"], "reference_size": 16}, "optim": {**TINY["optim"], "steps": 2}}, out,
+                    "--export", str(out / "export"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    pipe = ReactIDPipeline.from_pretrained(out / "export")
+    assert pipe.config.reference_size == 16 and pipe._reference_size(32, 32) == 16
+    # a cache built at another reference size (the GPU script links one cache into every run) is refused, named
+    other = tmp_path / "frame_refs"
+    other.mkdir()
+    (other / "cache.pt").symlink_to(out / "cache.pt")
+    res = run_train({**TINY, "optim": {**TINY["optim"], "steps": 2}}, other)
+    assert res.returncode == 2 and "cache error" in res.stderr and "encoded at 16 px" in res.stderr and "32 px" in res.stderr
+    assert not (other / "checkpoint.pt").exists()

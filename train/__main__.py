@@ -77,9 +77,13 @@ def main(argv=None) -> int:
     with state.main_process_first():  # the others load what the main process built
         vae = _vae(cfg, out, log_path)
         _pretrained_text_encoder(cfg, out, log_path)
-        from .prepare import load_or_build_cache
+        from .prepare import CacheMismatch, load_or_build_cache
 
-        cache = load_or_build_cache(cfg, vae, log_path)
+        try:
+            cache = load_or_build_cache(cfg, vae, log_path)
+        except CacheMismatch as exc:
+            print(f"cache error: {exc}", file=sys.stderr)
+            return 2
         cache["latents_std"] = list(vae.config.latents_std)  # what optim.channel_loss_power weighs by (not saved)
     if args.prepare_only:
         if main_process:
@@ -185,10 +189,12 @@ def export_pipeline(cfg, transformer, vae, directory: Path, text_len: int | None
     from model.pipeline import ReactIDPipeline
     from model.tiny import flow_scheduler
 
+    from .prepare import reference_side
+
     text_encoder, tokenizer = build_text_encoder(cfg)
     pipe = ReactIDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer.float().eval(), scheduler=flow_scheduler(3.0),
                            max_sequence_length=cfg.text.max_length, default_height=cfg.height, default_width=cfg.width, default_fps=training_fps(cfg),
-                           reference_size=min(cfg.height, cfg.width), max_frames=81, caption_max_length=text_len, name_max_length=text_len,
+                           reference_size=reference_side(cfg), max_frames=81, caption_max_length=text_len, name_max_length=text_len,
                            prompt_mode=cfg.data.prompt_mode)
     pipe.save_pretrained(directory)
     if cfg.data.source == "sprites":  # the world the model knows: its tests, benchmarks and examples build scenes from it

@@ -26,6 +26,10 @@ class DataConfig:
     prompt_mode: str = "prompt"  # 'prompt' | 'flattened' (the timeline written into the prompt: the no-timeline-modules ablation)
     # processes that render and encode the sprite clips of the cache (train/prepare.py): the same clips for any count
     prepare_workers: int = 1
+    # side in pixels the references are resized to before the VAE encodes them (0 = the frame's shorter side, the
+    # shipped models' choice); the export's reference_size. The sprite world's reference crops are 32 px, so at 64
+    # a sprite spans twice the tokens it spans in the video (docs/BENCHMARKS.md "Where shapes are lost")
+    reference_size: int = 0
 
 
 @dataclass
@@ -256,6 +260,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("data.num_clips", f"must be a positive integer, got {d.num_clips!r}")
     if isinstance(d.prepare_workers, bool) or not isinstance(d.prepare_workers, int) or d.prepare_workers < 1:
         bad("data.prepare_workers", f"must be a whole number of processes >= 1, got {d.prepare_workers!r}")
+    if isinstance(d.reference_size, bool) or not isinstance(d.reference_size, int) or d.reference_size < 0 or d.reference_size % mult:
+        bad("data.reference_size", f"must be 0 (the frame's shorter side) or a multiple of {mult} pixels, got {d.reference_size!r}")
     if isinstance(o.time_budget_s, bool) or not isinstance(o.time_budget_s, (int, float)) or o.time_budget_s < 0:
         bad("optim.time_budget_s", f"must be a number of seconds >= 0 (0 = no budget), got {o.time_budget_s!r}")
     if isinstance(o.time_budget_calibration_steps, bool) or not isinstance(o.time_budget_calibration_steps, int) or o.time_budget_calibration_steps < 2:

@@ -43,12 +43,17 @@ def token_masks(masks: np.ndarray, n_latent: int, grid_hw: tuple[int, int]) -> t
     return m.reshape(m.shape[0], -1)
 
 
+def reference_side(cfg: TrainConfig) -> int:
+    """The side references are encoded at (data.reference_size, 0 = the frame's shorter side)."""
+    return cfg.data.reference_size or min(cfg.height, cfg.width)
+
+
 def _encode_clip(clip, vae, cfg: TrainConfig) -> dict:
     """One clip's share of the cache: half-precision latents, reference latents and token masks, its timeline and
     texts, and its difficulty scores."""
     from .difficulty import clip_difficulty
 
-    ref_size = min(cfg.height, cfg.width)
+    ref_size = reference_side(cfg)
 
     def encode(video, reference=False):  # [B, 3, F, H, W] in [-1, 1] -> normalised latents (model/latents.py)
         return latent_scale.normalise(vae.encode(video).latent_dist.mode(), vae.config, video=not reference)
@@ -141,10 +146,19 @@ def build_cache(cfg: TrainConfig, vae, log_path: Path | None = None) -> dict:
     }
 
 
+class CacheMismatch(ValueError):
+    """A cache.pt on disk that was built for other settings than the run's (the message says which)."""
+
+
 def load_or_build_cache(cfg: TrainConfig, vae, log_path: Path | None = None) -> dict:
     path = Path(cfg.output_dir) / "cache.pt"
     if path.is_file():
         cache = torch.load(path, map_location="cpu", weights_only=False)
+        # a cache shared between runs (scripts/device_long_run.sh links one) must have their references' size
+        built = int(cache["ref_intra"][0].shape[-1]) * int(getattr(vae.config, "scale_factor_spatial", 8) or 8)
+        if built != reference_side(cfg):
+            raise CacheMismatch(f"{path}: its references were encoded at {built} px, this run's data.reference_size asks "
+                                f"for {reference_side(cfg)} px; give the run its own cache (remove or move this file)")
     else:
         cache = build_cache(cfg, vae, log_path)
         tmp = path.with_suffix(".tmp")
