@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ladder import held_out, level_world  # noqa: E402
 
 
-def circle_like(crop: np.ndarray, threshold: float = 40.0) -> np.ndarray:
+def circle_like(crop: np.ndarray) -> np.ndarray:
     """The crop's background (its border's median) with a disc of the sprite's median colour, centred on the sprite's
-    centroid, of the sprite's circumradius."""
+    centroid, of the sprite's circumradius; the sprite is the silhouette the shape test itself reads."""
+    from train.sprite_eval import reference_silhouette
+
     c = crop.astype(np.float32)
     bg = np.median(np.concatenate([c[0], c[-1], c[:, 0], c[:, -1]]), 0)
-    fg = np.abs(c - bg).sum(-1) > threshold
-    if not fg.any():
-        raise ValueError("no sprite found in the reference crop")
+    _, fg = reference_silhouette(crop)
     ys, xs = np.nonzero(fg)
     cy, cx = ys.mean(), xs.mean()
     radius = np.sqrt((ys - cy) ** 2 + (xs - cx) ** 2).max() + 0.5

@@ -107,6 +107,24 @@ def soft_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.minimum(a, b).sum((-2, -1)) / np.maximum(np.maximum(a, b).sum((-2, -1)), 1e-6)
 
 
+def reference_silhouette(image: np.ndarray) -> tuple[float, np.ndarray]:
+    """A reference image's subject as the shape test sees it: (its hue in degrees, bool [h, w] silhouette), the
+    saturated pixels of the dominant hue, specks dropped."""
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"a reference image must be [h, w, 3], got {img.shape}")
+    h, s, v = rgb_to_hsv(img)
+    fg = (s > SAT_MIN) & (v > VAL_MIN)
+    if not fg.any():
+        raise ValueError("the reference image has no saturated (subject) pixels")
+    hist = np.bincount((h[fg] // 5).astype(int) % 72, minlength=72)
+    peak = (np.argmax(hist) + 0.5) * 5.0
+    near = fg & (hue_dist(h, peak) < HUE_TOL * 1.5)
+    ang = np.deg2rad(h[near])
+    hue = float(np.rad2deg(np.arctan2(np.sin(ang).mean(), np.cos(ang).mean())) % 360.0)
+    return hue, _largest_components((fg & (hue_dist(h, hue) < HUE_TOL))[None])[0]
+
+
 @dataclass
 class ReferenceModel:
     """What the evaluator needs from a reference: its hue and its silhouette at many rotations."""
@@ -117,20 +135,7 @@ class ReferenceModel:
 
     @classmethod
     def from_image(cls, image: np.ndarray) -> "ReferenceModel":
-        img = np.asarray(image)
-        if img.ndim != 3 or img.shape[-1] != 3:
-            raise ValueError(f"a reference image must be [h, w, 3], got {img.shape}")
-        h, s, v = rgb_to_hsv(img)
-        fg = (s > SAT_MIN) & (v > VAL_MIN)
-        if not fg.any():
-            raise ValueError("the reference image has no saturated (subject) pixels")
-        hist = np.bincount((h[fg] // 5).astype(int) % 72, minlength=72)
-        peak = (np.argmax(hist) + 0.5) * 5.0
-        near = fg & (hue_dist(h, peak) < HUE_TOL * 1.5)
-        ang = np.deg2rad(h[near])
-        hue = float(np.rad2deg(np.arctan2(np.sin(ang).mean(), np.cos(ang).mean())) % 360.0)
-        sil = fg & (hue_dist(h, hue) < HUE_TOL)
-        sil = _largest_components(sil[None])[0]
+        hue, sil = reference_silhouette(image)
         ys, xs = np.nonzero(sil)
         area = float(sil.sum())
         canv = _shape_canvases(sil, ys.mean(), xs.mean(), area, np.arange(0, 360, 10))
