@@ -97,3 +97,20 @@ def test_a_redraw_of_the_truth_from_low_noise_keeps_the_truths_places_and_shapes
     assert low["found"] == 1.0 and low["identity_fidelity"] >= full["identity_fidelity"]
     assert low["start_px"] < 1.0  # the truth's own places, to a pixel
     assert low["per_scene"] != full["per_scene"] or low["start_px"] != full["start_px"]
+
+
+def test_the_memorisation_probe_trains_on_the_benchmarks_first_held_out_scenes():
+    """train/presets/probe_memorise.yaml must train on exactly ladder.py's scenes 0-23 in level 2c's world and start
+    from the shipped default, or `ladder.py --first 0` no longer scores what the probe memorised."""
+    from train.config import load_config
+    from train.prepare import sprite_clips
+
+    cfg = load_config("probe_memorise", {"data": {"num_clips": 2}})
+    assert cfg.data.seed == HELD_OUT_SEED and load_config("probe_memorise").data.num_clips == 24
+    assert cfg.model.init_from == "assets/default_model"
+    from ladder import level_world
+
+    ours, theirs = sprite_clips(cfg), held_out(2, level_world("l2c"))
+    for a, b in zip(ours, theirs):
+        assert a.timeline.to_dict() == b.timeline.to_dict()
+        assert (a.frames == b.frames).all()
