@@ -10,7 +10,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ladder import HELD_OUT_SEED, held_out, true_token_masks  # noqa: E402
+from ladder import HELD_OUT_SEED, held_out, level_world, true_token_masks  # noqa: E402
 
 from model.timeline import num_latent_frames  # noqa: E402
 from train.prepare import token_masks  # noqa: E402
@@ -108,8 +108,6 @@ def test_the_memorisation_probe_trains_on_the_benchmarks_first_held_out_scenes()
     cfg = load_config("probe_memorise", {"data": {"num_clips": 2}})
     assert cfg.data.seed == HELD_OUT_SEED and load_config("probe_memorise").data.num_clips == 24
     assert cfg.model.init_from == "assets/default_model"
-    from ladder import level_world
-
     ours, theirs = sprite_clips(cfg), held_out(2, level_world("l2c"))
     for a, b in zip(ours, theirs):
         assert a.timeline.to_dict() == b.timeline.to_dict()
