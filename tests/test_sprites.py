@@ -236,6 +236,29 @@ def test_world_options_are_checked():
     with pytest.raises(TypeError, match="colour_count"):
         generate_clip(0, colour_count=3)
     assert WorldConfig().num_frames == 65 and WorldConfig(duration=2.0).num_frames == 33
+    with pytest.raises(ValueError, match="shape_weights"):
+        generate_clip(0, shape_weights=[1, 1, 3])  # one weight per shape
+    with pytest.raises(ValueError, match="shape_weights"):
+        generate_clip(0, shape_weights=[1, 1, 1, 1, 0, 1])
+
+
+def test_shape_weights_oversample_a_shape_and_leave_the_unweighted_world_as_it_was():
+    """A training world may draw the shapes a model gets wrong more often; without weights the draw is unchanged, so the
+    benchmark's held-out scenes (and every cache built before the option) are the same clips."""
+    star_only = [1e-6] * len(sprites.SHAPES)
+    star_only[sprites.SHAPES.index("star")] = 1.0
+    shapes = [i.shape for s in range(40) for i in generate_clip(s, duration=1.0, max_subjects=1, shape_weights=star_only).identities]
+    assert shapes.count("star") >= 39
+    plain = [i.shape for s in range(40) for i in generate_clip(s, duration=1.0, max_subjects=1).identities]
+    assert plain.count("star") < 20 and len(set(plain)) >= 4
+    # level 2c's first held-out scenes (seed 900,000 on), as they were drawn before the option existed
+    from train.config import read_config_file
+
+    l2c = WorldConfig.from_kwargs(**read_config_file("ladder_l2c")["data"]["world"])
+    assert [[i.shape for i in generate_clip(900_000 + k, l2c).identities] for k in range(4)] == [
+        ["star", "cross", "triangle"], ["circle", "star"], ["diamond", "square", "circle"], ["star", "diamond"]]
+    even = [1.0] * len(sprites.SHAPES)  # equal weights draw through the weighted path: other clips, the same shape mix
+    assert len({i.shape for s in range(40) for i in generate_clip(s, duration=1.0, max_subjects=1, shape_weights=even).identities}) >= 4
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

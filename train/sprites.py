@@ -312,6 +312,9 @@ class WorldConfig:
     # centred on the i-th of S columns at mid-height (clamped to fit), so a scene is a function of its
     # references, timeline and sizes: the layout is no longer something a small model must learn to sample.
     placement: str = "random"
+    # relative weight of each of SHAPES when a subject's shape is drawn (None: all alike, the benchmark's worlds). A
+    # training world can oversample the shapes a model draws worst (stars and crosses come out as round blobs).
+    shape_weights: tuple[float, ...] | None = None
 
     def validate(self) -> "WorldConfig":
         def bad(key, msg):
@@ -342,6 +345,10 @@ class WorldConfig:
             bad("placement", f"must be 'random' or 'canonical', got {self.placement!r}")
         if self.ref_size < 8:
             bad("ref_size", "must be >= 8")
+        if self.shape_weights is not None:
+            w = list(self.shape_weights)
+            if len(w) != len(SHAPES) or not all(isinstance(x, (int, float)) and x > 0 for x in w):
+                bad("shape_weights", f"need {len(SHAPES)} positive weights, one per shape in the order {', '.join(SHAPES)}; got {w}")
         return self
 
     @property
@@ -673,7 +680,11 @@ def generate_clip(seed: int, world: WorldConfig | None = None, **world_kwargs) -
     side = min(world.height, world.width)
     S = int(rng.integers(world.min_subjects, world.max_subjects + 1))
     colours = rng.choice(list(COLOURS), size=S, replace=False)  # distinct colours: the evaluator tracks by hue
-    shapes = rng.choice(SHAPES, size=S, replace=S > len(SHAPES))
+    if world.shape_weights is None:  # the same draw as before the option existed: held-out scenes stay the same
+        shapes = rng.choice(SHAPES, size=S, replace=S > len(SHAPES))
+    else:
+        p = np.asarray(world.shape_weights, dtype=np.float64)
+        shapes = rng.choice(SHAPES, size=S, replace=S > len(SHAPES), p=p / p.sum())
     plans, captions = [], []
     for s in range(S):
         identity = Identity(str(shapes[s]), str(colours[s]), str(rng.choice(world.textures)))
