@@ -347,8 +347,12 @@ class WorldConfig:
             bad("ref_size", "must be >= 8")
         if self.shape_weights is not None:
             w = list(self.shape_weights)
-            if len(w) != len(SHAPES) or not all(isinstance(x, (int, float)) and x > 0 for x in w):
-                bad("shape_weights", f"need {len(SHAPES)} positive weights, one per shape in the order {', '.join(SHAPES)}; got {w}")
+            if len(w) != len(SHAPES) or not all(isinstance(x, (int, float)) and x >= 0 for x in w):
+                bad("shape_weights", f"need {len(SHAPES)} weights >= 0, one per shape in the order {', '.join(SHAPES)}; got {w}")
+            # a scene's subjects take distinct shapes (while there are enough), so that many must be possible
+            if sum(x > 0 for x in w) < min(self.max_subjects, len(SHAPES)):
+                bad("shape_weights", f"{sum(x > 0 for x in w)} shape(s) weighted above 0, but scenes have up to "
+                    f"{self.max_subjects} subjects of distinct shapes")
         return self
 
     @property
