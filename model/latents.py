@@ -34,6 +34,12 @@ def normalise(lat: torch.Tensor, vae_config, video: bool = True) -> torch.Tensor
     return out
 
 
+def denormalise_reference(latents: torch.Tensor, vae_config) -> torch.Tensor:
+    """Reference latents at the diffusion model's scale -> raw VAE latents (the inverse of `normalise(..., video=False)`)."""
+    mean, std = _stats(vae_config, latents)
+    return latents * std + mean
+
+
 def denormalise(latents: torch.Tensor, vae_config) -> torch.Tensor:
     """The diffusion model's video latents -> raw VAE latents (the inverse of `normalise(..., video=True)`)."""
     gain = first_frame_gain(vae_config)

@@ -32,7 +32,7 @@ from .framevae import load_vae
 from .layout import DEFAULT_RADIUS as DEFAULT_LAYOUT_RADIUS
 from .layout import STEPS_BY_LAYOUT
 from .layout import LAYOUTS, layout_pixel_masks, layout_token_masks
-from .references import ReferenceError, load_reference_image, reference_to_array
+from .references import ReferenceError, load_reference_image, reference_to_array, reference_token_offsets
 from .timeline import TIME_COMPRESSION, Timeline, flatten_to_prompt, num_latent_frames, split_segments
 from .transformer import ReactIDTransformer
 
@@ -267,7 +267,13 @@ class ReactIDPipeline(DiffusionPipeline):
         lat = self.encode_video(video, reference=True)  # [M, z, 1, h, w]
         lat = lat[:, :, 0].unsqueeze(0)  # [1, M, z, h, w]
         name_emb, _ = self.encode_text(names, max_length=self.config.name_max_length or min(32, self.config.max_sequence_length))
-        return self.transformer.encode_references(lat, torch.tensor([subject_idx], device=self.device), name_emb.unsqueeze(0), num_subjects=len(timeline.subjects))
+        offsets = None
+        if self.transformer.config.get("reference_offset_bias", False):  # where each reference token lies on its subject
+            p = self.transformer.config.patch_size
+            grid = (lat.shape[-2] // p[1], lat.shape[-1] // p[2])
+            offsets = torch.from_numpy(np.stack([reference_token_offsets(a, grid) for a in arrays]))[None]
+        return self.transformer.encode_references(lat, torch.tensor([subject_idx], device=self.device), name_emb.unsqueeze(0),
+                                                  num_subjects=len(timeline.subjects), reference_offsets=offsets)
 
     def _reference_size(self, height: int, width: int) -> int:
         if self.config.reference_size:

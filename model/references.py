@@ -119,3 +119,46 @@ def reference_to_array(image: Image.Image, size: int) -> np.ndarray:
     """Cropped reference as float32 [3, size, size] in [-1, 1] (the VAE's input range)."""
     arr = np.asarray(crop_reference(image, size), dtype=np.float32) / 127.5 - 1.0
     return arr.transpose(2, 0, 1)
+
+
+# -- where each reference token lies on its subject (model.reactid.reference_offset_bias) ------------------------
+REFERENCE_FG_THRESHOLD = 0.45  # summed |colour - border colour| over RGB in [-1, 1] units (about 57 of 255) that counts as subject
+
+
+def reference_foreground(array: np.ndarray) -> np.ndarray:
+    """bool [s, s]: the pixels of a reference array ([3, s, s] in [-1, 1]) that differ from its border's median colour,
+    kept to the connected part whose centroid is nearest the centre (a crop may catch the edge of a neighbour). References are crops
+    around one subject, so what differs from the border is the subject."""
+    import cv2
+
+    img = np.asarray(array, dtype=np.float32)
+    border = np.concatenate([img[:, 0], img[:, -1], img[:, :, 0], img[:, :, -1]], 1)  # [3, 4s]
+    fg = np.abs(img - np.median(border, 1)[:, None, None]).sum(0) > REFERENCE_FG_THRESHOLD
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
+    if n > 2:  # label 0 is the background
+        centre = np.array([(fg.shape[1] - 1) / 2, (fg.shape[0] - 1) / 2])
+        dist = np.hypot(*(centroids[1:] - centre).T)
+        keep = 1 + int(np.argmin(dist - 1e-3 * stats[1:, cv2.CC_STAT_AREA]))  # the part nearest the centre
+        fg = labels == keep
+    return fg
+
+
+def reference_token_offsets(array: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """float32 [gh * gw, 2]: each reference token's centre (row, column), relative to the subject's centroid in units
+    of its size: the distance from the centroid within which 95% of its pixels lie (for a star, about its tips' radius;
+    for a disc, its radius). The video side measures a subject by the radius of a disc of its mask's area, the same
+    number for the discs a start layout binds, which is where outlines are decided (docs/MODEL.md). A reference with no
+    subject found is read as a subject filling the middle half of the image."""
+    fg = reference_foreground(array)
+    s_h, s_w = fg.shape
+    gh, gw = grid
+    if fg.sum() >= 4:
+        ys, xs = np.nonzero(fg)
+        cy, cx = ys.mean() + 0.5, xs.mean() + 0.5
+        r = max(float(np.percentile(np.hypot(ys + 0.5 - cy, xs + 0.5 - cx), 95)), 0.5)
+    else:
+        cy, cx, r = s_h / 2, s_w / 2, min(s_h, s_w) / 4
+    ty = (np.arange(gh, dtype=np.float32) + 0.5) * s_h / gh
+    tx = (np.arange(gw, dtype=np.float32) + 0.5) * s_w / gw
+    yy, xx = np.meshgrid((ty - cy) / r, (tx - cx) / r, indexing="ij")
+    return np.stack([yy, xx], -1).reshape(-1, 2).astype(np.float32)

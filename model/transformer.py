@@ -43,6 +43,7 @@ REACTID_CONFIG_KEYS = (
     "rope_rescale_T", "timeline_rope_theta", "timeline_kv", "timeline_query_clock", "timeline_identity_keys", "timeline_identity_values", "velocity_skip", "x0_channels_from", "rope_theta", "mask_threshold", "label_strategy", "label_alpha", "label_beta", "label_rope_theta", "mask_blocks",
     "mask_hidden_dim", "max_subjects", "max_references_per_subject", "reference_token_pool", "reference_null_key",
     "reference_subject_embedding", "reference_binding_bias", "absolute_position_grid", "detail_blocks",
+    "reference_offset_bias",
 )
 
 
@@ -56,11 +57,13 @@ class ReferenceFeatures:
     token_subject: torch.Tensor
     num_subjects: int
     kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per main block: its keys/values of the references
+    token_offset: torch.Tensor | None = None  # [B, R, 2] where each token lies on its subject (reference_offset_bias)
 
     def repeat(self, n: int) -> "ReferenceFeatures":
         rep = lambda t: t.repeat_interleave(n, 0)  # noqa: E731
         kv = [(rep(k), rep(v)) for k, v in self.kv] if self.kv is not None else None
-        return ReferenceFeatures([rep(f) for f in self.features], rep(self.token_subject), self.num_subjects, kv)
+        off = rep(self.token_offset) if self.token_offset is not None else None
+        return ReferenceFeatures([rep(f) for f in self.features], rep(self.token_subject), self.num_subjects, kv, off)
 
 
 @dataclass
@@ -97,6 +100,31 @@ def x0_channels_to_velocity(sample: torch.Tensor, x_t: torch.Tensor, sigma: torc
 
 POSITION_SCALE = 4.0  # absolute_position_grid: embedding added = this x the learned parameter (zero at first)
 BIND_GAIN_SCALE = 4.0  # reference_binding_bias: logit bias = this x the learned per-head parameter
+OFFSET_GAIN_SCALE = 4.0  # reference_offset_bias: logit bias = -this x the learned per-head parameter x squared offset distance
+
+
+def subject_token_offsets(subject_masks: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """[B, S, N] per-token subject masks -> [B, S, N, 2]: each video token's centre (row, column) relative to subject
+    s's centroid in its latent frame, in units of the subject's size there (the radius of a disc of its area), the
+    same units as `model.references.reference_token_offsets`."""
+    B, S, _ = subject_masks.shape
+    T, H, W = grid
+    m = subject_masks.float().reshape(B, S, T, H, W)
+    yy = torch.arange(H, device=m.device, dtype=m.dtype).view(H, 1) + 0.5
+    xx = torch.arange(W, device=m.device, dtype=m.dtype).view(1, W) + 0.5
+    mass = m.sum((-1, -2), keepdim=True).clamp_min(1e-3)
+    cy, cx = (m * yy).sum((-1, -2), keepdim=True) / mass, (m * xx).sum((-1, -2), keepdim=True) / mass
+    r = (mass / math.pi).sqrt().clamp_min(0.5)  # a subject below a quarter of a token reads as that size
+    return torch.stack([((yy - cy) / r).expand_as(m), ((xx - cx) / r).expand_as(m)], -1).reshape(B, S, T * H * W, 2)
+
+
+def offset_distances(video_offsets: torch.Tensor, reference_offsets: torch.Tensor, token_subject: torch.Tensor) -> torch.Tensor:
+    """[B, N, R] squared distance between each video token's place on reference r's subject and reference token r's
+    place on it (video_offsets [B, S, N, 2], reference_offsets [B, R, 2], token_subject [B, R], -1 = padding)."""
+    N = video_offsets.shape[2]
+    idx = token_subject.clamp_min(0)[:, :, None, None].expand(-1, -1, N, 2)
+    vo = torch.gather(video_offsets, 1, idx)  # [B, R, N, 2]
+    return ((vo - reference_offsets[:, :, None, :].to(vo.dtype)) ** 2).sum(-1).transpose(1, 2)
 
 
 def _zero_linear(n_in: int, n_out: int) -> nn.Linear:
@@ -130,7 +158,8 @@ class ReactIDBlock(WanTransformerBlock):
     skip_empty_timeline = True
 
     def __init__(self, dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, *, use_reference: bool, use_timeline: bool, mask_head: bool, mask_hidden_dim: int,
-                 timeline_kv: str = "shared", reference_null_key: bool = False, reference_binding_bias: bool = False):
+                 timeline_kv: str = "shared", reference_null_key: bool = False, reference_binding_bias: bool = False,
+                 reference_offset_bias: bool = False):
         super().__init__(dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, None)
         self.heads = num_heads
         self.head_dim = dim // num_heads
@@ -156,6 +185,12 @@ class ReactIDBlock(WanTransformerBlock):
             # token is bound to (the same labels that steer the timeline attention). Zero at first; the parameter is
             # scaled by BIND_GAIN_SCALE so that the optimiser's steps move the bias at a useful rate.
             self.ref_bind_gain = nn.Parameter(torch.zeros(num_heads))
+        if use_reference and reference_offset_bias:
+            # A documented addition (twentieth session): among the references of the subject a token is bound to, a
+            # learned per-head preference for the reference tokens at the same place on the subject (relative to its
+            # centre, in units of its size), so that a token can copy the part of the outline it lies on. Zero at
+            # first (a warm start keeps its function at step 0); scaled by OFFSET_GAIN_SCALE like the binding gain.
+            self.ref_offset_gain = nn.Parameter(torch.zeros(num_heads))
 
     def init_from_base(self) -> None:
         """New key/value projections start as copies of the text cross-attention's."""
@@ -217,10 +252,11 @@ class ReactIDBlock(WanTransformerBlock):
         Returns (hidden_states, mask_logits [B,N,S] or None)."""
         mask_logits = None
         if ref is not None and hasattr(self, "ref_out"):
-            kv, token_subject, num_subjects, *assign = ref
+            kv, token_subject, num_subjects, *extra = ref  # extra: (token_assign[, offset distances [B, N, R]])
             if isinstance(kv, torch.Tensor):  # reference features: this block's keys/values are made here, inside its forward (FSDP)
                 kv = self.reference_kv(kv)
-            ref_out, mask_logits = self._reference_attention(q, kv, token_subject, num_subjects, assign[0] if assign else None)
+            ref_out, mask_logits = self._reference_attention(q, kv, token_subject, num_subjects, extra[0] if extra else None,
+                                                             extra[1] if len(extra) > 1 else None)
             hidden_states = hidden_states + self.ref_out(ref_out)
         if timeline is not None and hasattr(self, "timeline_out"):
             if self.skip_empty_timeline and not torch.is_grad_enabled() and not bool(timeline[1].any()):
@@ -238,19 +274,23 @@ class ReactIDBlock(WanTransformerBlock):
         v = self.ref_to_v(feats).unflatten(2, (self.heads, -1))
         return k, v
 
-    def _binding_bias(self, token_assign, token_subject, valid, dtype) -> torch.Tensor | None:
-        """[B, H, N, R] additive logits: gain_h where the token is bound to the reference's subject, -inf on padding."""
+    def _binding_bias(self, token_assign, token_subject, valid, dtype, offset_d2=None) -> torch.Tensor | None:
+        """[B, H, N, R] additive logits: gain_h where the token is bound to the reference's subject, minus offset_gain_h x
+        the squared offset distance `offset_d2` [B, N, R] (reference_offset_bias) there; -inf on padding."""
         if token_assign is None or not hasattr(self, "ref_bind_gain"):
             return None
         same = (token_assign.unsqueeze(-1) == token_subject.unsqueeze(1)) & (token_assign.unsqueeze(-1) >= 0)  # [B, N, R]
         gain = (BIND_GAIN_SCALE * self.ref_bind_gain).to(dtype).view(1, -1, 1, 1)
         bias = same.unsqueeze(1).to(dtype) * gain
+        if offset_d2 is not None and hasattr(self, "ref_offset_gain"):
+            near = (OFFSET_GAIN_SCALE * self.ref_offset_gain).to(dtype).view(1, -1, 1, 1)
+            bias = bias - (offset_d2 * same).unsqueeze(1).to(dtype) * near
         return bias.masked_fill(~valid.view(valid.shape[0], 1, 1, -1), float("-inf"))
 
-    def _reference_attention(self, q, kv, token_subject, num_subjects, token_assign=None):
+    def _reference_attention(self, q, kv, token_subject, num_subjects, token_assign=None, offset_d2=None):
         k, v = kv
         valid = token_subject >= 0  # [B, R]
-        bias = self._binding_bias(token_assign, token_subject, valid, q.dtype)
+        bias = self._binding_bias(token_assign, token_subject, valid, q.dtype, offset_d2)
         if self.mask_head is None:
             mask = bias
             if mask is None and not bool(valid.all()):
@@ -394,6 +434,7 @@ class ReactIDTransformer(WanTransformer3DModel):
         reference_binding_bias: bool = False,
         absolute_position_grid: tuple[int, int] | None = None,
         detail_blocks: int = 0,
+        reference_offset_bias: bool = False,
     ) -> None:
         if image_dim is not None or added_kv_proj_dim is not None:
             raise ValueError("ReactIDTransformer builds on the text-to-video Wan (no image_dim / added_kv_proj_dim)")
@@ -425,6 +466,9 @@ class ReactIDTransformer(WanTransformer3DModel):
             raise ValueError(f"detail_blocks must be >= 0, got {detail_blocks}")
         if x0_channels_from and velocity_skip:
             raise ValueError("x0_channels_from and velocity_skip are two parametrisations of the same output: choose one")
+        if reference_offset_bias and not (use_reference_branch and use_subject_binding and reference_binding_bias):
+            raise ValueError("reference_offset_bias needs the reference branch, subject binding and reference_binding_bias "
+                             "(it biases a token's attention among the references of the subject it is bound to)")
         if absolute_position_grid is not None and (len(absolute_position_grid) != 2 or min(absolute_position_grid) < 1):
             raise ValueError(f"absolute_position_grid must be [height, width] in tokens, got {absolute_position_grid!r}")
         super().__init__(
@@ -447,6 +491,7 @@ class ReactIDTransformer(WanTransformer3DModel):
                     use_reference=use_reference_branch, use_timeline=use_timeline,
                     mask_head=i >= num_layers - n_mask, mask_hidden_dim=mask_hidden_dim, timeline_kv=timeline_kv,
                     reference_null_key=reference_null_key, reference_binding_bias=reference_binding_bias,
+                    reference_offset_bias=reference_offset_bias,
                 )
                 for i in range(num_layers)
             ]
@@ -490,7 +535,8 @@ class ReactIDTransformer(WanTransformer3DModel):
                 [ReactIDBlock(inner, ffn_dim, num_attention_heads, qk_norm, cross_attn_norm, eps,
                               use_reference=use_reference_branch, use_timeline=use_timeline, mask_head=False,
                               mask_hidden_dim=mask_hidden_dim, timeline_kv=timeline_kv, reference_null_key=reference_null_key,
-                              reference_binding_bias=reference_binding_bias) for _ in range(detail_blocks)])
+                              reference_binding_bias=reference_binding_bias, reference_offset_bias=reference_offset_bias)
+                 for _ in range(detail_blocks)])
             self.detail_proj_out = _zero_linear(inner, p_vol * n_new)
         self.init_reactid_weights()
 
@@ -555,7 +601,7 @@ class ReactIDTransformer(WanTransformer3DModel):
     @staticmethod
     def is_reactid_param(name: str) -> bool:
         parts = name.split(".")
-        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity", "ref_subject_embedding", "video_position", "detail_patch_embedding", "detail_layers", "detail_proj_out") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k", "ref_bind_gain") for p in parts)
+        return parts[0] in ("ref_patch_embedding", "ref_blocks", "timeline_identity", "ref_subject_embedding", "video_position", "detail_patch_embedding", "detail_layers", "detail_proj_out") or any(p in ("ref_to_k", "ref_to_v", "ref_norm_k", "ref_out", "timeline_out", "timeline_to_k", "timeline_to_v", "timeline_norm_k", "mask_head", "ref_null_k", "ref_bind_gain", "ref_offset_gain") for p in parts)
 
     def reactid_config(self) -> dict:
         return {k: self.config[k] for k in REACTID_CONFIG_KEYS}
@@ -575,13 +621,15 @@ class ReactIDTransformer(WanTransformer3DModel):
     # Reference branch
     # ------------------------------------------------------------------------------------------
     def encode_references(self, reference_latents: torch.Tensor, reference_subject: torch.Tensor, reference_text: torch.Tensor, num_subjects: int | None = None,
-                          block_kv: bool = True) -> ReferenceFeatures:
+                          reference_offsets: torch.Tensor | None = None, block_kv: bool = True) -> ReferenceFeatures:
         """Run the reference branch once on clean references.
 
         reference_latents [B, M, C, h, w] (one latent frame per reference image); reference_subject [B, M]
         (subject index per image, -1 = padding); reference_text [B, M, L, text_dim] (the text each
         reference block cross-attends to: the subject's name). block_kv=False leaves each main block's
-        keys/values of the references to that block's own forward (kv = None)."""
+        keys/values of the references to that block's own forward (kv = None). reference_offsets [B, M, h*w, 2]: where
+        each reference token lies on its subject (`model.references.reference_token_offsets`), which
+        reference_offset_bias needs."""
         if not self.config.use_reference_branch:
             raise RuntimeError("this model was built without the reference branch")
         self.reference_branch_calls += 1
@@ -614,11 +662,17 @@ class ReactIDTransformer(WanTransformer3DModel):
             feats.append(f.reshape(B, -1, f.shape[-1]))
         P = feats[0].shape[1] // M
         token_subject = reference_subject.view(B, M, 1).expand(B, M, P).reshape(B, M * P)
-        if not block_kv:
-            return ReferenceFeatures(feats, token_subject, S, None)
-        n_ref, n = len(self.ref_blocks), len(self.blocks)
-        kv = [blk.reference_kv(feats[min(n_ref - 1, j * n_ref // n)]) for j, blk in enumerate(self.blocks)]
-        return ReferenceFeatures(feats, token_subject, S, kv)
+        offsets = None
+        if reference_offsets is not None:
+            offsets = reference_offsets.to(x.device, torch.float32).reshape(B * M, hp, wp, 2)
+            if pool > 1:  # the place of a pooled token is the mean of the places it pools
+                offsets = F.avg_pool2d(offsets.permute(0, 3, 1, 2), pool, ceil_mode=True).permute(0, 2, 3, 1)
+            offsets = offsets.reshape(B, M * P, 2)
+        kv = None
+        if block_kv:
+            n_ref, n = len(self.ref_blocks), len(self.blocks)
+            kv = [blk.reference_kv(feats[min(n_ref - 1, j * n_ref // n)]) for j, blk in enumerate(self.blocks)]
+        return ReferenceFeatures(feats, token_subject, S, kv, offsets)
 
     # ------------------------------------------------------------------------------------------
     # Timeline rotary / masks
@@ -818,11 +872,19 @@ class ReactIDTransformer(WanTransformer3DModel):
             if subject_masks.shape[0] != B:
                 subject_masks = subject_masks.repeat_interleave(B // subject_masks.shape[0], 0)
             ref_assign = R.token_subject_assignment(subject_masks[:, : ref_inputs.num_subjects].to(x.device), self.config.mask_threshold)
+        offset_d2 = None  # reference_offset_bias: [B, N, R], shared by every block
+        if ref_assign is not None and self.config.reference_offset_bias:
+            if ref_inputs.token_offset is None:
+                raise ValueError("this model has reference_offset_bias: its reference features need token offsets "
+                                 "(encode_references(..., reference_offsets=...), as the pipeline and the training loop give)")
+            video_offsets = subject_token_offsets(subject_masks[:, : ref_inputs.num_subjects].to(x.device), grid)
+            offset_d2 = offset_distances(video_offsets, ref_inputs.token_offset.to(x.device), ref_inputs.token_subject)
         def block_ref(j: int):  # what trunk block j (and a detail block after block j) reads of the references
             if ref_inputs is None:
                 return None
             kv = ref_inputs.kv[j] if ref_inputs.kv is not None else ref_inputs.features[min(n_ref - 1, j * n_ref // len(self.blocks))]
-            return (kv, ref_inputs.token_subject, ref_inputs.num_subjects) + ((ref_assign,) if ref_assign is not None else ())
+            extra = ((ref_assign,) + ((offset_d2,) if offset_d2 is not None else ())) if ref_assign is not None else ()
+            return (kv, ref_inputs.token_subject, ref_inputs.num_subjects) + extra
 
         mask_logits = []
         for j, block in enumerate(self.blocks):

@@ -79,6 +79,10 @@ class ModelConfig:
     # and output layers load into their leading channels and the new channels start at zero, so the grown model's
     # prediction of the old channels is exactly the smaller one's at step 0, and the new channels' is zero.
     init_grow_latent: bool = False
+    # reference_offset_bias: the per-head gain (the logit bias per unit of squared offset distance) its gains start at
+    # where this model has them and init_from has not. 0 keeps the warm start's function exactly; the gain's own steps
+    # are slow (at lr 3e-4 it moved by 0.02 in 50 steps), so level 2ob starts it where a probe found it useful.
+    init_offset_gain: float = 0.0
     heads: int = 4
     head_dim: int = 32
     layers: int = 6
@@ -306,6 +310,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("model.init_from", f"directory not found: {cfg.model.init_from}")
     if cfg.model.init_from is not None and cfg.model.base is not None:
         bad("model.init_from", "give either model.base (a Wan directory) or model.init_from (a ReactID pipeline), not both")
+    if cfg.model.init_offset_gain and not cfg.model.reactid.get("reference_offset_bias"):
+        bad("model.init_offset_gain", "starts reference_offset_bias's gains, which model.reactid does not switch on")
     if cfg.model.init_grow_latent and cfg.model.init_from is None:
         bad("model.init_grow_latent", "grows the latent of model.init_from, which is not set")
     bm = cfg.model.init_block_map
@@ -323,6 +329,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
     unknown = sorted(set(cfg.model.reactid) - set(REACTID_CONFIG_KEYS))
     if unknown:
         bad(f"model.reactid.{unknown[0]}", f"unknown ReactID option (known: {', '.join(REACTID_CONFIG_KEYS)})")
+    if cfg.model.reactid.get("reference_offset_bias") and not cfg.model.reactid.get("reference_binding_bias"):
+        bad("model.reactid.reference_offset_bias", "needs reference_binding_bias: true (it ranks the references of the subject a token is bound to)")
     if cfg.model.ffn_dim < 1 or cfg.model.layers < 1 or cfg.model.heads < 1:
         bad("model", "heads, layers and ffn_dim must be positive")
     return cfg

@@ -76,8 +76,18 @@ def build_transformer(cfg: TrainConfig, in_channels: int, text_dim: int, log_pat
         out_channels=in_channels, text_dim=text_dim, freq_dim=64, ffn_dim=cfg.model.ffn_dim, num_layers=cfg.model.layers,
         rope_max_seq_len=256, **reactid,
     )
+    loaded = set()
     if cfg.model.init_from:
-        log_line(log_path, warm_start(model, cfg.model.init_from, cfg.model.init_block_map, grow_latent=cfg.model.init_grow_latent))
+        report = warm_start(model, cfg.model.init_from, cfg.model.init_block_map, grow_latent=cfg.model.init_grow_latent)
+        log_line(log_path, report)
+        loaded = {k for k in model.state_dict() if k not in report["kept_own_init"]}
+    if cfg.model.init_offset_gain:
+        from model.transformer import OFFSET_GAIN_SCALE
+
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("ref_offset_gain") and name not in loaded:
+                    p.fill_(cfg.model.init_offset_gain / OFFSET_GAIN_SCALE)
     return model
 
 
@@ -345,8 +355,9 @@ class Trainer:
         c = self.cache
         lat = c["latents"][plan.indices]  # [B, z, F', h, w]
         S = max(c["num_subjects"][i] for i in plan.indices)
-        refs, ref_subj, ref_text, masks = [], [], [], []
+        refs, ref_subj, ref_text, masks, offsets = [], [], [], [], []
         zr = c["ref_intra"][plan.indices[0]].shape[1:]
+        with_offsets = "ref_off_intra" in c  # reference_offset_bias (train/prepare.py add_reference_offsets)
         name_len = next(iter(c["text"].values()))[0].shape[0]
         for b, i in enumerate(plan.indices):
             n = c["num_subjects"][i]
@@ -354,6 +365,11 @@ class Trainer:
             r = torch.zeros(S, *zr)
             r[:n] = src[:n]
             refs.append(r)
+            if with_offsets:
+                src_off = c["ref_off_inter"][i] if plan.inter[b] else c["ref_off_intra"][i]
+                o = torch.zeros(S, *src_off.shape[1:])
+                o[:n] = src_off[:n]
+                offsets.append(o)
             ref_subj.append(torch.tensor([s if s < n else -1 for s in range(S)]))
             names = torch.zeros(S, name_len, ref_text_dim(c))
             for s in range(n):
@@ -365,7 +381,8 @@ class Trainer:
         timelines = [Timeline.from_dict(c["timelines"][i], validate=False) for i in plan.indices]
         tl = build_timeline_conditioning(timelines, lambda caps: _lookup(c["text"], caps))
         prompts = self.prompt_embeds[torch.as_tensor(plan.indices)]
-        return lat, torch.stack(refs), torch.stack(ref_subj), torch.stack(ref_text), torch.stack(masks), tl, prompts
+        offsets = torch.stack(offsets) if with_offsets else None
+        return lat, torch.stack(refs), torch.stack(ref_subj), torch.stack(ref_text), torch.stack(masks), tl, prompts, offsets
 
     def binding_masks(self, model, x_t, timestep, prompts, refs: dict, tl, gt_masks, g: torch.Generator, refs_valid=None):
         """The subject masks that set the binding labels this step (optim.binding_masks).
@@ -421,7 +438,7 @@ class Trainer:
         # several processes: draw for the global batch, keep this process's share (train/distributed.py)
         G = len(plan.indices)
         share = dp.shard(G, self.accelerator.process_index, self.accelerator.num_processes)
-        lat, refs, ref_subj, ref_text, masks, tl, prompts = self.batch(dp.shard_plan(plan, share))
+        lat, refs, ref_subj, ref_text, masks, tl, prompts, ref_offsets = self.batch(dp.shard_plan(plan, share))
         B = lat.shape[0]
         g = torch.Generator().manual_seed(int(self.cfg.seed * 1_000_003 + self.step))
         noise = torch.randn((G, *lat.shape[1:]), generator=g)[share]
@@ -435,7 +452,7 @@ class Trainer:
         unwrapped = self.accelerator.unwrap_model(model)
         dev = self.accelerator.device
         with self.accelerator.autocast():  # mixed precision where the device supports it
-            ref_args = (refs.to(dev), ref_subj.to(dev), ref_text.to(dev), refs.shape[1])
+            ref_args = (refs.to(dev), ref_subj.to(dev), ref_text.to(dev), refs.shape[1], None if ref_offsets is None else ref_offsets.to(dev))
             if self.sharded:  # FSDP: the branch runs inside the forward, where the shards are gathered
                 ref_kw = {"references": ref_args}
             else:  # once per step, shared by the binding pass and the forward

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from model import latents as latent_scale
-from model.references import reference_to_array
+from model.references import reference_to_array, reference_token_offsets
 from model.timeline import TIME_COMPRESSION
 from PIL import Image
 
@@ -167,4 +167,29 @@ def load_or_build_cache(cfg: TrainConfig, vae, log_path: Path | None = None) -> 
     cache["latents"] = cache["latents"].float()
     cache["ref_intra"] = [r.float() for r in cache["ref_intra"]]
     cache["ref_inter"] = [r.float() for r in cache["ref_inter"]]
+    if cfg.model.reactid.get("reference_offset_bias"):
+        add_reference_offsets(cache, vae, cfg, log_path)
     return cache
+
+
+@torch.no_grad()
+def add_reference_offsets(cache: dict, vae, cfg: TrainConfig, log_path: Path | None = None, batch: int = 512) -> None:
+    """cache["ref_off_intra"] / ["ref_off_inter"]: per clip, [S, h*w, 2] where each reference token lies on its subject
+    (model.reactid.reference_offset_bias), read from the references decoded from their cached latents. Any cache can
+    be used this way, whenever it was built; the pipeline reads the same from the reference images themselves."""
+    t0 = time.time()
+    ph, pw = cfg.model.patch_size[1:]
+    for key in ("ref_intra", "ref_inter"):
+        refs = cache[key]
+        counts = [int(r.shape[0]) for r in refs]
+        flat = torch.cat(refs)  # [M, z, h, w]
+        grid = (flat.shape[-2] // ph, flat.shape[-1] // pw)
+        out = []
+        for a in range(0, flat.shape[0], batch):
+            raw = latent_scale.denormalise_reference(flat[a:a + batch].unsqueeze(2), vae.config)
+            images = vae.decode(raw).sample[:, :, 0].clamp(-1, 1).numpy()  # [m, 3, s, s]
+            out.extend(reference_token_offsets(im, grid) for im in images)
+        offs = torch.from_numpy(np.stack(out))
+        cache["ref_off_" + key.split("_")[1]] = list(offs.split(counts))
+    log_line(log_path, {"event": "reference_offsets", "references": sum(int(r.shape[0]) for r in cache["ref_intra"] + cache["ref_inter"]),
+                        "s": round(time.time() - t0, 1)})
