@@ -105,8 +105,9 @@ OFFSET_GAIN_SCALE = 4.0  # reference_offset_bias: logit bias = -this x the learn
 
 def subject_token_offsets(subject_masks: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
     """[B, S, N] per-token subject masks -> [B, S, N, 2]: each video token's centre (row, column) relative to subject
-    s's centroid in its latent frame, in units of the subject's size there (the radius of a disc of its area), the
-    same units as `model.references.reference_token_offsets`."""
+    s's centroid in its latent frame, in units of the subject's size there: the radius of a disc of its area. For a
+    disc, as the paths layout binds, that is the unit of `model.references.reference_token_offsets` (the radius that
+    holds 95% of the reference's subject); for a star-shaped mask it is smaller."""
     B, S, _ = subject_masks.shape
     T, H, W = grid
     m = subject_masks.float().reshape(B, S, T, H, W)

@@ -14,7 +14,7 @@ from model.references import reference_foreground, reference_token_offsets
 from model.timeline import example_timeline
 from model.tiny import tiny_transformer_config
 from model.transformer import OFFSET_GAIN_SCALE, ReactIDTransformer, offset_distances, subject_token_offsets
-from tests.test_train import TINY, run_train
+from tests.test_train import ROOT, TINY, run_train
 from tests.test_transformer import fake_encoder, inputs, random_wan
 
 
@@ -181,3 +181,26 @@ def test_a_warm_start_gives_new_offset_gains_their_start_value_and_keeps_loaded_
         cfg(init_offset_gain=0.5)
     with pytest.raises(ConfigError, match="model.reactid.reference_offset_bias: needs reference_binding_bias"):
         load_config({**TINY, "model": {**TINY["model"], "reactid": {"reference_offset_bias": True}}})
+
+
+def test_training_reads_the_places_from_decoded_references_nearly_as_the_pipeline_reads_them_from_images():
+    """The training cache holds reference latents, not images, so add_reference_offsets decodes them; the pipeline has
+    the images. Through the sprite VAE the two agree to a small share of the subject's size."""
+    from PIL import Image
+
+    from model import latents as L
+    from model.framevae import load_vae
+    from model.references import reference_to_array
+    from train.sprites import WorldConfig, generate_clip
+
+    vae = load_vae(str(ROOT / "assets/sprite_pca_vae_f"))
+    world = WorldConfig.from_kwargs(**json.loads((ROOT / "assets/default_model/sprite_world.json").read_text()))
+    diffs = []
+    for seed in range(6):
+        clip = generate_clip(5_000_000 + seed, world)
+        arr = np.stack([reference_to_array(Image.fromarray(r[0]), 64) for r in clip.references_intra + clip.references_inter])
+        with torch.no_grad():
+            lat = L.normalise(vae.encode(torch.from_numpy(arr).unsqueeze(2)).latent_dist.mode(), vae.config, video=False)
+            decoded = vae.decode(L.denormalise_reference(lat, vae.config)).sample[:, :, 0].clamp(-1, 1).numpy()
+        diffs += [np.abs(reference_token_offsets(a, (8, 8)) - reference_token_offsets(d, (8, 8))).max() for a, d in zip(arr, decoded)]
+    assert len(diffs) >= 12 and np.median(diffs) < 0.1
