@@ -87,12 +87,16 @@ def load_reference_image(src, label: str | None = None, max_bytes: int = MAX_REF
     return img.convert("RGB")
 
 
+def border_colour(arr: np.ndarray) -> np.ndarray:
+    """The median colour of an [h, w, C] image's outermost pixels: the background of a reference crop."""
+    return np.median(np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]), axis=0)
+
+
 def crop_reference(image: Image.Image, size: int) -> Image.Image:
     """What the model sees: the whole image padded to a square with its own border colour (so the
     subject is never cut), then resized to `size` x `size`."""
     arr = np.asarray(image.convert("RGB"))
-    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    fill = tuple(int(v) for v in np.median(border, axis=0))
+    fill = tuple(int(v) for v in border_colour(arr))
     w, h = image.size
     side = max(w, h)
     canvas = Image.new("RGB", (side, side), fill)
@@ -131,9 +135,8 @@ def reference_foreground(array: np.ndarray) -> np.ndarray:
     around one subject, so what differs from the border is the subject."""
     import cv2
 
-    img = np.asarray(array, dtype=np.float32)
-    border = np.concatenate([img[:, 0], img[:, -1], img[:, :, 0], img[:, :, -1]], 1)  # [3, 4s]
-    fg = np.abs(img - np.median(border, 1)[:, None, None]).sum(0) > REFERENCE_FG_THRESHOLD
+    img = np.asarray(array, dtype=np.float32).transpose(1, 2, 0)  # [s, s, 3]
+    fg = np.abs(img - border_colour(img)).sum(-1) > REFERENCE_FG_THRESHOLD
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
     if n > 2:  # label 0 is the background
         centre = np.array([(fg.shape[1] - 1) / 2, (fg.shape[0] - 1) / 2])
