@@ -91,6 +91,20 @@ def test_the_either_mask_makes_a_halo_cost_what_a_missed_edge_does():
         decoder_loss(x, x, fg_mask="both")
 
 
+def test_the_temporal_term_prices_a_size_jump_between_frames_and_not_a_steady_error():
+    """temporal_weight: the error on each frame-to-frame change. A sprite drawn one pixel too large in every frame has
+    the target's changes (no extra cost); one drawn too large in alternate frames flickers and pays for it."""
+    x = -torch.ones(1, 3, 4, 16, 16)
+    x[..., 6:10, 6:10] = 1.0
+    steady, flicker = x.clone(), x.clone()
+    steady[..., 5:11, 5:11] = 1.0
+    flicker[:, :, 1::2, 5:11, 5:11] = 1.0
+    assert decoder_loss(steady, x, temporal_weight=2.0) == pytest.approx(decoder_loss(steady, x).item())
+    extra = decoder_loss(flicker, x, temporal_weight=2.0) - decoder_loss(flicker, x)
+    assert extra.item() > 0.5 * decoder_loss(flicker, x).item()
+    assert decoder_loss(x, x, temporal_weight=2.0).item() == 0.0
+
+
 def test_the_command_redraws_trains_and_writes_a_loadable_vae(tmp_path):
     """The real command on the shipped default model: 3 clips redrawn at one strength, a short training, the VAE
     written and loadable; a second run reuses the redraws instead of making them again."""

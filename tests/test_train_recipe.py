@@ -213,7 +213,58 @@ def test_binding_layout_binds_high_noise_samples_to_their_columns_layout():
     out = Trainer.layout_binding(fake, bind, (2, 16, 5, 8, 8), torch.tensor([0.9, 0.5]), valid, torch.Generator().manual_seed(0), truth)
     assert torch.equal(out[0], truth[0]) and torch.equal(out[1], bind[1])
     with pytest.raises(Exception, match="binding_layout"):
-        load_config(TINY, {"optim": {"binding_layout": "paths"}})
+        load_config(TINY, {"optim": {"binding_layout": "ovals"}})
+
+
+def test_paths_binding_layout_binds_training_samples_to_the_discs_inference_binds_around_each_sprite():
+    """optim.binding_layout 'paths': a high-noise training sample is bound to the paths layout of its own timeline,
+    the discs the first inference steps bind. In the default model's world (canonical placement) each disc sits on
+    its sprite (a median under a quarter of a token apart) and holds nearly all of it, and is larger than the sprite (its circumcircle), which is
+    why 'truth' and 'paths' measure a token's place on the subject in different units (reference_offset_bias)."""
+    import json
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from model.timeline import num_latent_frames
+    from train.loop import Trainer
+    from train.prepare import token_masks
+    from train.sprites import WorldConfig, generate_clip
+
+    root = Path(__file__).resolve().parents[1]
+    world = WorldConfig.from_kwargs(**json.loads((root / "assets/default_model/sprite_world.json").read_text()))
+    clips = [generate_clip(9_000_000 + k, world) for k in range(6)]
+    n_lat = num_latent_frames(clips[0].timeline.num_frames)
+    model = SimpleNamespace(config=SimpleNamespace(patch_size=(1, 1, 1)))
+    fake = SimpleNamespace(cache={"timelines": [c.timeline.to_dict() for c in clips]}, path_masks_by_clip={}, model=model,
+                           cfg=SimpleNamespace(height=64, width=64, optim=SimpleNamespace(binding_layout_prob=1.0, binding_layout_sigma=0.43,
+                                                                                          binding_layout="paths")),
+                           accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+    plan = Trainer.path_layout_masks(fake, list(range(6)), 3, (6, 16, n_lat, 8, 8))
+    assert plan.shape == (6, 3, n_lat * 64)
+    yy, xx = torch.meshgrid(torch.arange(8) + 0.5, torch.arange(8) + 0.5, indexing="ij")
+    held, ratio, dist = [], [], []
+    for b, clip in enumerate(clips):
+        n = len(clip.timeline.subjects)
+        assert float(plan[b, n:].abs().sum()) == 0.0  # no disc for a subject the clip lacks
+        truth = token_masks(clip.masks, n_lat, (8, 8)).reshape(n, n_lat, 8, 8)
+        disc = plan[b, :n].reshape(n, n_lat, 8, 8)
+        for m in (truth, disc):
+            assert float(m.sum((-1, -2)).min()) > 0.3
+        cy = [(m * yy).sum((-1, -2)) / m.sum((-1, -2)) for m in (truth, disc)]
+        cx = [(m * xx).sum((-1, -2)) / m.sum((-1, -2)) for m in (truth, disc)]
+        # a latent frame's disc is the mean of its 4 video frames, its truth mask the last of them: a jump parts them most
+        dist.append(((cy[0] - cy[1]) ** 2 + (cx[0] - cx[1]) ** 2).sqrt().flatten())
+        held.append(float(torch.minimum(truth, disc).sum() / truth.sum()))
+        ratio.append(float(truth.sum() / disc.sum()))
+    dist = torch.cat(dist)
+    assert float(dist.median()) < 0.25 and float(dist.max()) < 1.0
+    assert min(held) > 0.85 and max(ratio) < 1.0
+    # the step binds those discs (Trainer.binding_masks passes them as `truth`) and leaves low-noise samples alone
+    bind = torch.full((2, 3, n_lat * 64), 0.3)
+    out = Trainer.layout_binding(fake, bind, (2, 16, n_lat, 8, 8), torch.tensor([0.9, 0.2]), torch.ones(2, 3, dtype=torch.bool),
+                                 torch.Generator().manual_seed(0), plan[:2])
+    assert torch.equal(out[0], plan[0]) and torch.equal(out[1], bind[1])
+    assert load_config(TINY, {"optim": {"binding_layout": "paths", "binding_layout_prob": 0.5}}).optim.binding_layout == "paths"
 
 
 def test_sigma_shift_moves_training_noise_towards_where_a_shifted_sampler_spends_its_steps():

@@ -138,7 +138,11 @@ class OptimConfig:
     # 'predicted': share of the samples at sigma >= binding_layout_sigma bound with the 'columns' start layout instead
     # (model/layout.py), as the first steps are at inference when a layout is given (0 = never)
     binding_layout_prob: float = 0.0
-    binding_layout: str = "columns"  # ... bound to 'columns' or to the clip's own masks ('truth', what 'paths' plans)
+    # ... bound to 'columns', to the clip's own masks ('truth', where 'paths' puts its discs but in the sprite's outline)
+    # or to the 'paths' layout of the clip's timeline (discs of the layout's radius, exactly what inference binds with
+    # layout='paths'; with model.reactid.reference_offset_bias a token's place on its subject is then measured in the
+    # same unit as at inference: model/transformer.py subject_token_offsets)
+    binding_layout: str = "columns"
     # weight of model/losses.py temporal_difference_loss (the velocity error's change between latent frames; 0 = off)
     temporal_loss_weight: float = 0.0
     # the flow loss's weight on the lone first latent frame relative to the others (model/losses.py first_frame_loss_weight)
@@ -236,8 +240,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         bad("optim.temporal_loss_weight", f"must be a number in [0, 10], got {o.temporal_loss_weight!r}")
     if not (isinstance(o.first_frame_loss_weight, (int, float)) and not isinstance(o.first_frame_loss_weight, bool) and 0 < o.first_frame_loss_weight <= 20):
         bad("optim.first_frame_loss_weight", f"must be a number in (0, 20], got {o.first_frame_loss_weight!r}")
-    if o.binding_layout not in ("columns", "truth"):
-        bad("optim.binding_layout", f"must be 'columns' or 'truth', got {o.binding_layout!r}")
+    if o.binding_layout not in ("columns", "truth", "paths"):
+        bad("optim.binding_layout", f"must be 'columns', 'truth' or 'paths', got {o.binding_layout!r}")
     if not (isinstance(o.binding_layout_sigma, (int, float)) and 0 <= o.binding_layout_sigma <= 1):
         bad("optim.binding_layout_sigma", f"must be in [0, 1], got {o.binding_layout_sigma!r}")
     if o.binding_layout_prob > 0 and o.binding_masks != "predicted":

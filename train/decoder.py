@@ -91,12 +91,16 @@ def build_decoder_vae(base_vae, width: int, res_blocks: int, context: int):
 FG_MASKS = ("target", "either")
 
 
-def decoder_loss(rec: torch.Tensor, x: torch.Tensor, fg_weight: float = 10.0, fg_mask: str = "target") -> torch.Tensor:
+def decoder_loss(rec: torch.Tensor, x: torch.Tensor, fg_weight: float = 10.0, fg_mask: str = "target",
+                 temporal_weight: float = 0.0) -> torch.Tensor:
     """train_vae's foreground-weighted MSE + L1 (sprites cover a few percent of the pixels). fg_mask 'target' weights
     the pixels where the target differs from its background; that makes a missed sprite pixel fg_weight times dearer
     than a painted background pixel, so where the latent is unsure the decoder paints colour and draws each sprite
     with a halo (about 1.8x the true area). 'either' also weights the pixels the reconstruction paints away from the
-    background, so both errors at a sprite's edge cost alike."""
+    background, so both errors at a sprite's edge cost alike.
+    temporal_weight: adds, at that weight, the same weighted squared error on the change from each frame to the next
+    (the reconstruction's against the target's): a sprite whose size jumps where one 4-frame group hands over to the
+    next costs there even when each frame alone is close (docs/BENCHMARKS.md, twenty-first session)."""
     if fg_mask not in FG_MASKS:
         raise ValueError(f"fg_mask must be one of {', '.join(FG_MASKS)}, got {fg_mask!r}")
     median = x.flatten(3).median(dim=-1).values[..., None, None]
@@ -104,11 +108,17 @@ def decoder_loss(rec: torch.Tensor, x: torch.Tensor, fg_weight: float = 10.0, fg
     if fg_mask == "either":
         fg = fg | ((rec.detach() - median).abs().sum(1, keepdim=True) > 0.15)
     weight = 1.0 + fg_weight * fg.float()
-    return ((rec - x) ** 2 * weight).mean() + 0.5 * ((rec - x).abs() * weight).mean()
+    loss = ((rec - x) ** 2 * weight).mean() + 0.5 * ((rec - x).abs() * weight).mean()
+    if temporal_weight > 0 and x.shape[2] > 1:
+        step_err = (rec[:, :, 1:] - rec[:, :, :-1]) - (x[:, :, 1:] - x[:, :, :-1])
+        pair_weight = torch.maximum(weight[:, :, 1:], weight[:, :, :-1])  # a sprite pixel in either frame
+        loss = loss + temporal_weight * (step_err**2 * pair_weight).mean()
+    return loss
 
 
 def train_decoder(vae, data: dict, steps: int, batch_size: int = 4, lr: float = 1e-3, latent_noise: float = 0.05, seed: int = 0,
-                  held_out_clips: int = 8, log=print, fg_weight: float = 10.0, fg_mask: str = "target") -> dict:
+                  held_out_clips: int = 8, log=print, fg_weight: float = 10.0, fg_mask: str = "target",
+                  temporal_weight: float = 0.0) -> dict:
     """Train `vae.decoder_parameters()` to draw each pair's clean frames from its latents. The last
     `held_out_clips` clips are kept out of training and scored (PSNR, PCA decoder against the learned one)."""
     from model.latents import denormalise
@@ -138,7 +148,7 @@ def train_decoder(vae, data: dict, steps: int, batch_size: int = 4, lr: float = 
         lat, x = batch(idx)
         lat = lat + latent_noise * torch.randn(lat.shape, generator=g)
         rec = vae.decode(denormalise(lat, vae.config)).sample
-        loss = decoder_loss(rec, x, fg_weight, fg_mask)
+        loss = decoder_loss(rec, x, fg_weight, fg_mask, temporal_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -201,6 +211,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fg-weight", type=float, default=10.0, help="the loss's extra weight on sprite pixels")
     ap.add_argument("--fg-mask", choices=FG_MASKS, default="target",
                     help="which pixels get --fg-weight: the target's sprites, or also what the decoder paints (no halo)")
+    ap.add_argument("--temporal-weight", type=float, default=0.0,
+                    help="weight of the error on the change between neighbouring frames (size flicker at group edges)")
     ap.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the model's sprite world (YAML value) for the clips, e.g. "
                          "'textures=[solid, stripes, dots, checker]'")
@@ -217,6 +229,8 @@ def main(argv=None) -> int:
         with log_path.open("a") as f:
             f.write(line + "\n")
 
+    if args.temporal_weight < 0:
+        raise SystemExit(f"--temporal-weight must be >= 0, got {args.temporal_weight}")
     strengths = [float(s) for s in args.strengths.split(",") if s.strip()]
     if any(not 0 < s <= 1 for s in strengths):
         raise SystemExit(f"--strengths must be in (0, 1], got {args.strengths}")
@@ -244,7 +258,7 @@ def main(argv=None) -> int:
     vae = build_decoder_vae(load_vae(Path(args.model) / "vae"), args.width, args.res_blocks, args.context)
     t0 = time.time()
     scores = train_decoder(vae, data, args.steps, batch_size=args.batch_size, lr=args.lr, latent_noise=args.latent_noise, held_out_clips=args.held_out_clips, log=log,
-                           fg_weight=args.fg_weight, fg_mask=args.fg_mask)
+                           fg_weight=args.fg_weight, fg_mask=args.fg_mask, temporal_weight=args.temporal_weight)
     vae.save_pretrained(out / "vae")
     log(json.dumps({"held_out": scores, "train_s": round(time.time() - t0, 1), "vae": str(out / "vae")}))
     return 0

@@ -248,6 +248,7 @@ class Trainer:
 
         self.cfg = cfg
         self.cache = cache
+        self.path_masks_by_clip: dict[int, torch.Tensor] = {}  # optim.binding_layout 'paths' (path_layout_masks)
         self.log_path = log_path
         self.out = Path(cfg.output_dir)
         self.accelerator = Accelerator(mixed_precision=cfg.optim.mixed_precision, cpu=not torch.cuda.is_available(), **dp.accelerator_kwargs())
@@ -384,7 +385,8 @@ class Trainer:
         offsets = torch.stack(offsets) if with_offsets else None
         return lat, torch.stack(refs), torch.stack(ref_subj), torch.stack(ref_text), torch.stack(masks), tl, prompts, offsets
 
-    def binding_masks(self, model, x_t, timestep, prompts, refs: dict, tl, gt_masks, g: torch.Generator, refs_valid=None):
+    def binding_masks(self, model, x_t, timestep, prompts, refs: dict, tl, gt_masks, g: torch.Generator, refs_valid=None,
+                      plan_masks=None):
         """The subject masks that set the binding labels this step (optim.binding_masks).
 
         'ground_truth' (the paper's reading): the clip's own masks. They tell the model where every subject
@@ -392,7 +394,8 @@ class Trainer:
         predicted at the previous step: a small model then learns to draw each subject where its labels
         are instead of where its captions say. 'predicted' gives it only what inference has: the masks it
         predicts itself from this x_t with no binding (one extra forward pass without gradients), or, with
-        probability optim.binding_none_prob, no masks at all (the first denoising step). 'none': never."""
+        probability optim.binding_none_prob, no masks at all (the first denoising step). 'none': never.
+        plan_masks: the start layout's masks for optim.binding_layout 'paths' (Trainer.path_layout_masks)."""
         mode = self.cfg.optim.binding_masks
         if mode == "ground_truth":
             return gt_masks
@@ -404,15 +407,16 @@ class Trainer:
             return None
         bind = torch.sigmoid(pre.mask_logits.float()).detach()
         if self.cfg.optim.binding_layout_prob > 0:
-            bind = self.layout_binding(bind, x_t.shape, timestep / 1000, refs_valid, g, gt_masks)
+            bind = self.layout_binding(bind, x_t.shape, timestep / 1000, refs_valid, g, gt_masks if plan_masks is None else plan_masks)
         return bind
 
     def layout_binding(self, bind: torch.Tensor, latent_shape, sigma: torch.Tensor, valid: torch.Tensor, g: torch.Generator,
                        truth: torch.Tensor | None = None) -> torch.Tensor:
         """optim.binding_layout_prob: samples at sigma >= binding_layout_sigma are bound, with that probability, to a
         plan, as the first steps are at inference with a start layout: optim.binding_layout 'columns' (the columns
-        layout of their subject count, model/layout.py) or 'truth' (the clip's own masks `truth`, which is what the
-        'paths' layout plans for a sprite-world clip, within a pixel)."""
+        layout of their subject count, model/layout.py), 'truth' (the clip's own masks `truth`, whose places are those
+        the 'paths' layout plans for a sprite-world clip) or 'paths' (`truth` is then the paths layout's masks, from
+        Trainer.path_layout_masks: discs, as at inference)."""
         from model.layout import layout_pixel_masks, layout_token_masks
 
         o = self.cfg.optim
@@ -424,12 +428,29 @@ class Trainer:
             n = int(valid[b].sum())
             if n == 0:
                 continue
-            if o.binding_layout == "truth":
+            if o.binding_layout in ("truth", "paths"):
                 out[b] = truth[b].to(out)
                 continue
             px = layout_pixel_masks("columns", n, self.cfg.height, self.cfg.width)
             out[b] = 0
             out[b, :n] = layout_token_masks(px, grid[0], grid[1:]).to(out)
+        return out
+
+    def path_layout_masks(self, indices, num_subjects: int, latent_shape) -> torch.Tensor:
+        """[B, num_subjects, N] the 'paths' start layout (model/layout.py) of each clip's timeline, per video token: what
+        inference binds its first steps with (optim.binding_layout 'paths'). Kept per clip: a clip's plan never changes."""
+        from model.layout import path_pixel_masks, layout_token_masks
+
+        p = self.accelerator.unwrap_model(self.model).config.patch_size
+        grid = (latent_shape[2] // p[0], latent_shape[3] // p[1], latent_shape[4] // p[2])
+        memo = self.path_masks_by_clip
+        out = torch.zeros(len(indices), num_subjects, grid[0] * grid[1] * grid[2])
+        for b, i in enumerate(indices):
+            i = int(i)
+            if i not in memo:
+                tl = Timeline.from_dict(self.cache["timelines"][i], validate=False)
+                memo[i] = layout_token_masks(path_pixel_masks(tl, self.cfg.height, self.cfg.width), grid[0], grid[1:])
+            out[b, : memo[i].shape[0]] = memo[i]
         return out
 
     def train_step(self, plan: StepPlan) -> dict:
@@ -438,7 +459,8 @@ class Trainer:
         # several processes: draw for the global batch, keep this process's share (train/distributed.py)
         G = len(plan.indices)
         share = dp.shard(G, self.accelerator.process_index, self.accelerator.num_processes)
-        lat, refs, ref_subj, ref_text, masks, tl, prompts, ref_offsets = self.batch(dp.shard_plan(plan, share))
+        local = dp.shard_plan(plan, share)
+        lat, refs, ref_subj, ref_text, masks, tl, prompts, ref_offsets = self.batch(local)
         B = lat.shape[0]
         g = torch.Generator().manual_seed(int(self.cfg.seed * 1_000_003 + self.step))
         noise = torch.randn((G, *lat.shape[1:]), generator=g)[share]
@@ -459,8 +481,11 @@ class Trainer:
                 ref_kw = {"reference_features": unwrapped.encode_references(*ref_args)}
             # the timeline is dropped with the prompt (as in the negative branch at inference)
             tl = tl.dropped(drop).to(dev)
+            plan_masks = None
+            if cfg.binding_layout == "paths" and cfg.binding_layout_prob > 0:
+                plan_masks = self.path_layout_masks(local.indices, masks.shape[1], lat.shape).to(dev)
             bind = self.binding_masks(model, x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), ref_kw, tl, masks.to(dev), g,
-                                      refs_valid=ref_subj >= 0)
+                                      refs_valid=ref_subj >= 0, plan_masks=plan_masks)
             out = model(x_t.to(dev), (sigma * 1000).to(dev), prompts.to(dev), timeline=tl, subject_masks=bind, **ref_kw)
             weight = None
             if cfg.fg_loss_weight > 0:
