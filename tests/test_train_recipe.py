@@ -1,5 +1,6 @@
 """The training recipe's options: the foreground-weighted flow loss and warm starts from a pipeline directory."""
 
+import math
 import shutil
 
 import pytest
@@ -634,3 +635,25 @@ def test_compiled_training_forward_trains_like_the_plain_one(tmp_path):
     runs[True][2].out.mkdir(parents=True)
     ck = torch.load(runs[True][2].save_checkpoint(), weights_only=False)
     assert set(ck["model"]) == set(runs[False][1]) and not any(k.startswith("_orig_mod") for k in ck["model"])
+
+
+def test_a_training_step_with_paths_binding_plans_the_discs_of_its_own_clips(tmp_path):
+    """optim.binding_layout 'paths' inside real training steps: each step's clips get their paths layout (kept per clip,
+    for exactly the clips the steps drew) and the steps train."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_train_step import synthetic_cache
+    from train.loop import Trainer, plan_step
+
+    cfg = load_config(TINY, {"output_dir": str(tmp_path / "p"),
+                             "optim": {"binding_layout": "paths", "binding_layout_prob": 1.0, "binding_layout_sigma": 0.0}})
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, synthetic_cache(cfg, n=4, z=4))
+    plans = [plan_step(trainer.curriculum, i) for i in range(2)]
+    stats = [trainer.train_step(p) for p in plans]
+    assert all(math.isfinite(s["loss"]) for s in stats)
+    assert set(trainer.path_masks_by_clip) == {int(i) for p in plans for i in p.indices}
+    for i, m in trainer.path_masks_by_clip.items():
+        assert m.shape[0] == trainer.cache["num_subjects"][i] and float(m.sum()) > 0
