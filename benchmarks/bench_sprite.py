@@ -69,14 +69,15 @@ def vae_ceiling_row(directory: str, clips) -> dict:
     from train.sprite_eval import evaluate_sprite_clip, summarize
 
     vae = load_vae(directory)
-    scores = []
+    return summarize([evaluate_sprite_clip(clip, frames=vae_round_trip(vae, clip.frames)) for clip in clips])
+
+
+def vae_round_trip(vae, frames: np.ndarray) -> np.ndarray:
+    """uint8 [F, H, W, 3] encoded and decoded by the VAE (its latent's mode): what the latent space alone keeps."""
     with torch.no_grad():
-        for clip in clips:
-            video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
-            recon = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].clamp(-1, 1)
-            frames = recon.add(1).mul(127.5).round().byte().permute(1, 2, 3, 0).numpy()
-            scores.append(evaluate_sprite_clip(clip, frames=frames))
-    return summarize(scores)
+        video = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
+        rec = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].clamp(-1, 1)
+    return rec.add(1).mul(127.5).round().byte().permute(1, 2, 3, 0).numpy()
 
 
 def score_model(directory: str, clips, steps: int, guidance: float, seed: int = 0) -> dict:

@@ -26,19 +26,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench_sprite import vae_round_trip  # noqa: E402
 from ladder import held_out, level_world  # noqa: E402
 
 from model.timeline import TIME_COMPRESSION  # noqa: E402
 
 SOURCES = ("generated", "through the VAE", "truth")
-
-
-def vae_round_trip(vae, frames: np.ndarray) -> np.ndarray:
-    """uint8 [F, H, W, 3] encoded and decoded by the VAE (its latent's mode): what the latent space alone keeps."""
-    with torch.no_grad():
-        video = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2).unsqueeze(0)
-        rec = vae.decode(vae.encode(video).latent_dist.mode()).sample[0].clamp(-1, 1)
-    return rec.add(1).mul(127.5).round().byte().permute(1, 2, 3, 0).numpy()
 
 
 def size_misreads(score) -> list[bool]:
@@ -62,26 +55,28 @@ def steps_by_place(track) -> dict[int, list[float]]:
     return out
 
 
-def compare_sources(frames_by_source: dict, clip, ref_imgs, totals: dict) -> None:
+def compare_sources(frames_by_source: dict, clip, ref_imgs, totals: dict) -> dict:
     """Add one clip's flicker (sprite_eval.area_wobble per track), size misreads and steps by latent-frame place to
-    `totals` ({source: {"wobble": [], "misread": [], "by_place": {place: []}}})."""
+    `totals` ({source: {"wobble": [], "misread": [], "by_place": {place: []}}}); returns each source's tracks."""
     from train.sprite_eval import area_wobble, evaluate_clip, track_subjects
 
+    tracked = {}
     for name, frames in frames_by_source.items():
-        tracks = track_subjects(frames, ref_imgs)
+        tracks = tracked[name] = track_subjects(frames, ref_imgs)
         t = totals.setdefault(name, {"wobble": [], "misread": [], "by_place": {}})
         t["misread"] += size_misreads(evaluate_clip(frames, clip.timeline, ref_imgs, actions=clip.actions, tracks=tracks))
         t["wobble"] += [w for w in map(area_wobble, tracks) if w is not None]
         for tr in tracks:
             for place, v in steps_by_place(tr).items():
                 t["by_place"].setdefault(place, []).extend(v)
+    return tracked
 
 
 
 def main() -> int:
     from model.framevae import load_vae
     from model.pipeline import ReactIDPipeline
-    from train.sprite_eval import area_steps, track_subjects
+    from train.sprite_eval import area_steps
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("export")
@@ -104,8 +99,8 @@ def main() -> int:
         refs = {s.id: [clip.references_intra[k][0]] for k, s in enumerate(clip.timeline.subjects)}
         out = pipe(clip.timeline, refs, num_inference_steps=20, guidance_scale=args.guidance, seed=i, progress=False, **layout)
         ref_imgs = [r[0] for r in clip.references_intra]
-        truth, gen = track_subjects(clip.frames, ref_imgs), track_subjects(out.frames, ref_imgs)
-        compare_sources(dict(zip(SOURCES, (out.frames, vae_round_trip(vae, clip.frames), clip.frames))), clip, ref_imgs, totals)
+        tracked = compare_sources(dict(zip(SOURCES, (out.frames, vae_round_trip(vae, clip.frames), clip.frames))), clip, ref_imgs, totals)
+        truth, gen = tracked["truth"], tracked["generated"]
         for k in range(S):
             log_ratio = np.log(np.maximum(gen[k].area, 1) / np.maximum(truth[k].area, 1))
             both = gen[k].found & truth[k].found

@@ -11,7 +11,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from size_flicker import SOURCES, compare_sources, size_misreads, steps_by_place, vae_round_trip  # noqa: E402
+from bench_sprite import vae_round_trip  # noqa: E402
+from size_flicker import SOURCES, compare_sources, size_misreads, steps_by_place  # noqa: E402
 
 from train.sprite_eval import AREA_LOG, Track  # noqa: E402
 
@@ -51,7 +52,8 @@ def test_the_truth_is_steadier_than_its_vae_round_trip_on_a_real_clip():
     assert rec.shape == clip.frames.shape and rec.dtype == np.uint8
     totals = {}
     refs = [r[0] for r in clip.references_intra]
-    compare_sources({"through the VAE": rec, "truth": clip.frames}, clip, refs, totals)
+    tracked = compare_sources({"through the VAE": rec, "truth": clip.frames}, clip, refs, totals)
+    assert set(tracked) == {"through the VAE", "truth"} and len(tracked["truth"]) == len(clip.timeline.subjects)
     assert set(totals) == {"through the VAE", "truth"} and set(SOURCES) >= set(totals)
     n = len(clip.timeline.subjects)
     assert len(totals["truth"]["wobble"]) == n and len(totals["truth"]["misread"]) >= 1
